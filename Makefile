@@ -1,0 +1,35 @@
+# The two set-up commands: `make demo` and `make test`. Both build .venv from pyproject.toml.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench bench-memory clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,postgres,filesystem]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crmsync demo
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -W error -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/compare.py
+
+bench-memory: $(STAMP)
+	$(BIN)/python bench/compare.py --memory
+
+clean:
+	rm -rf $(VENV) crmsync.duckdb .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,322 @@
+"""`crmsync`: run, check, demo, and the bundled CRM (serve, mutate)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import requests
+
+from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
+from crmsync.failures import EXIT_CONFIG, Failure, describe
+from crmsync.http_policy import CrmSession, check_transport, load_policy
+from crmsync.ledger import RunLedger
+from crmsync.pagination import paginator_from_config
+from crmsync.profile import endpoint_of, load_profile, resource_name
+from crmsync.source import CrmConnection, SyncOptions
+from crmsync.sync import (
+    DEFAULT_DATASET,
+    DEFAULT_PIPELINE,
+    RunSettings,
+    SyncFailed,
+    SyncResult,
+    run_sync,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(failure: Failure, debug: bool, error: BaseException | None = None) -> None:
+    if debug and error is not None:
+        import traceback
+
+        traceback.print_exception(error)
+    click.echo(f"crmsync: {failure.message}", err=True)
+    sys.exit(failure.exit_code)
+
+
+@contextmanager
+def _expected_failures(debug: bool, attempts: int | None = None) -> Iterator[None]:
+    try:
+        yield
+    except SyncFailed as error:
+        _print_ledger(error.ledger)
+        cause = error.__cause__ or error
+        _fail(describe(cause, error.attempts), debug, cause)
+    except (ValueError, OSError, requests.RequestException) as error:
+        _fail(describe(error, attempts), debug, error)
+    except Exception as error:
+        failure = describe(error, attempts)
+        if failure.exit_code == EXIT_CONFIG:
+            _fail(failure, debug, error)
+        raise
+
+
+def _connection_options(func: F) -> F:
+    func = click.option("--base-url", help="CRM base URL (else SOURCES__CRM__BASE_URL).")(func)
+    func = click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="TOML/JSON file in the seed's shape that adds or changes resources.",
+    )(func)
+    func = click.option(
+        "--allow-insecure-http",
+        is_flag=True,
+        help="Allow Basic auth over plain http to a non-loopback host.",
+    )(func)
+    func = click.option("--debug", is_flag=True, help="Show tracebacks.")(func)
+    return func
+
+
+def _sync_options(func: F) -> F:
+    options = [
+        click.option("--resources", help="Comma-separated subset, e.g. accounts,contacts."),
+        click.option("--destination", default="duckdb", show_default=True),
+        click.option("--dataset-name", default=DEFAULT_DATASET, show_default=True),
+        click.option("--pipeline-name", default=DEFAULT_PIPELINE, show_default=True),
+        click.option("--full-refresh", is_flag=True, help="Re-read everything; mirror exactly."),
+        click.option("--keep-deleted", is_flag=True, help="Keep soft-deleted rows, flagged."),
+        click.option("--since", help="First sync starts at this RFC 3339 timestamp."),
+        click.option(
+            "--lookback",
+            type=float,
+            default=SyncOptions.lookback_seconds,
+            show_default=True,
+            help="Seconds re-read before the cursor (clock skew, 1 s timestamps).",
+        ),
+        click.option("--strict", is_flag=True, help="Fail when a read is incomplete."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group()
+@click.version_option(package_name="crmsync")
+def main() -> None:
+    """Sync a CRM's accounts, contacts, events, products and pipelines into a warehouse."""
+
+
+@main.command()
+@_connection_options
+@_sync_options
+def run(
+    base_url: str | None,
+    config_path: Path | None,
+    allow_insecure_http: bool,
+    debug: bool,
+    resources: str | None,
+    destination: str,
+    dataset_name: str,
+    pipeline_name: str,
+    full_refresh: bool,
+    keep_deleted: bool,
+    since: str | None,
+    lookback: float,
+    strict: bool,
+) -> None:
+    """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
+    with _expected_failures(debug):
+        connection = CrmConnection.from_config(base_url)
+        _run_and_report(
+            connection,
+            RunSettings(destination, dataset_name, pipeline_name),
+            SyncOptions(
+                resources=_split(resources),
+                full_refresh=full_refresh,
+                keep_deleted=keep_deleted,
+                since=since,
+                lookback_seconds=lookback,
+                strict=strict,
+            ),
+            config_path,
+            allow_insecure_http,
+        )
+
+
+def _run_and_report(
+    connection: CrmConnection,
+    settings: RunSettings,
+    sync: SyncOptions,
+    config_path: Path | None = None,
+    allow_insecure_http: bool = False,
+) -> None:
+    profile = load_profile(config_path)
+    policy = load_policy(allow_insecure_http=allow_insecure_http or None)
+    ledger = RunLedger(strict=sync.strict)
+    click.echo(f"crmsync: syncing {connection.base_url} into {settings.destination}", err=True)
+    with _progress(ledger):
+        result = run_sync(connection, settings, sync, profile, policy, ledger)
+    _print_summary(result, settings)
+
+
+@contextmanager
+def _progress(ledger: RunLedger) -> Iterator[None]:
+    """A live status line on a terminal; nothing when the output is a file or a pipe."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    done = threading.Event()
+
+    def show() -> None:
+        while not done.wait(0.5):
+            parts = [
+                f"{t.resource} {t.rows:,} rows/{t.pages} pages" for t in ledger.tallies.values()
+            ]
+            click.echo(
+                f"\r  {' | '.join(parts)} ({ledger.elapsed_seconds:.0f}s)", err=True, nl=False
+            )
+
+    thread = threading.Thread(target=show, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        click.echo("", err=True)
+
+
+def _print_summary(result: SyncResult, settings: RunSettings) -> None:
+    click.echo(f"Loaded into {settings.destination}, dataset {settings.dataset_name}:")
+    click.echo(f"  {'table':<28}{'rows':>10}")
+    for table, rows in result.data_tables.items():
+        click.echo(f"  {table:<28}{rows:>10,}")
+    _print_ledger(result.ledger)
+
+
+def _print_ledger(ledger: RunLedger) -> None:
+    header = ("resource", "requests", "retries", "429s", "waited", "pages", "rows", "complete")
+    click.echo("  " + f"{header[0]:<14}" + "".join(f"{h:>10}" for h in header[1:]))
+    for t in ledger.tallies.values():
+        complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
+        cells = (t.requests, t.retries, t.throttled, f"{t.wait_seconds:.1f}s", t.pages, t.rows)
+        click.echo(
+            f"  {t.resource:<14}"
+            + "".join(f"{c:>10}" for c in cells)
+            + f"{complete:>10}"
+            + ("" if t.outcome == "ok" else f"  ({t.outcome})")
+        )
+    click.echo(f"Elapsed: {ledger.elapsed_seconds:.1f}s")
+
+
+@main.command()
+@_connection_options
+def check(
+    base_url: str | None, config_path: Path | None, allow_insecure_http: bool, debug: bool
+) -> None:
+    """Authenticate and read the first page of each resource."""
+    with _expected_failures(debug):
+        connection = CrmConnection.from_config(base_url)
+        profile = load_profile(config_path)
+        policy = load_policy(allow_insecure_http=allow_insecure_http or None)
+        check_transport(connection.base_url, policy.allow_insecure_http)
+    session = CrmSession(policy)
+    session.auth = (connection.username, connection.password)
+    defaults = endpoint_of(profile.get("resource_defaults") or {})
+    worst = 0
+    for resource in profile["resources"]:
+        if isinstance(resource, str):
+            continue
+        name = resource_name(resource)
+        endpoint = {**defaults, **endpoint_of(resource)}
+        request = requests.Request(
+            "GET", connection.base_url.rstrip("/") + endpoint["path"], params={}
+        )
+        paginator = paginator_from_config(endpoint.get("paginator"))
+        if hasattr(paginator, "init_request"):
+            paginator.init_request(request)
+            if getattr(paginator, "limit_param", None):
+                request.params[paginator.limit_param] = 1
+        try:
+            response = session.send(session.prepare_request(request))
+            response.raise_for_status()
+            click.echo(f"OK    {name}")
+        except requests.RequestException as error:
+            failure = describe(error, policy.max_retries + 1)
+            worst = max(worst, failure.exit_code)
+            click.echo(f"FAIL  {name}: {failure.message}")
+    sys.exit(worst)
+
+
+@main.command()
+@click.option("--seed", default=7, show_default=True)
+@click.option("--debug", is_flag=True)
+def demo(seed: int, debug: bool) -> None:
+    """Start the bundled CRM, sync it into ./crmsync.duckdb, print what landed."""
+    with DemoServer(sizes=DEFAULT_SIZES, seed=seed) as server, _expected_failures(debug):
+        click.echo(f"crmsync: bundled CRM listening on {server.base_url}", err=True)
+        connection = CrmConnection(server.base_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
+        _run_and_report(connection, RunSettings(), SyncOptions())
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--username", default=DEFAULT_USERNAME, show_default=True)
+@click.option("--password", default=DEFAULT_PASSWORD)
+@click.option("--latency-ms", default=0.0, show_default=True)
+@click.option("--accounts", type=int, default=DEFAULT_SIZES["accounts"], show_default=True)
+@click.option("--contacts", type=int, default=DEFAULT_SIZES["contacts"], show_default=True)
+@click.option("--events", type=int, default=DEFAULT_SIZES["events"], show_default=True)
+@click.option("--products", type=int, default=DEFAULT_SIZES["products"], show_default=True)
+@click.option("--pipelines", type=int, default=DEFAULT_SIZES["pipelines"], show_default=True)
+def serve(
+    host: str,
+    port: int,
+    seed: int,
+    username: str,
+    password: str,
+    latency_ms: float,
+    **sizes: int,
+) -> None:
+    """Run the bundled CRM alone (until Ctrl-C)."""
+    from crmsync.demo_server.__main__ import serve as serve_forever
+
+    serve_forever(host, port, seed, sizes, username, password, latency_ms)
+
+
+@main.command()
+@click.option("--base-url", required=True, help="The bundled CRM's URL.")
+@click.option("--username", default=DEFAULT_USERNAME, show_default=True)
+@click.option("--password", default=DEFAULT_PASSWORD)
+@click.option("--resource", required=True, type=click.Choice(sorted(DEFAULT_SIZES)))
+@click.option("--create", default=0, show_default=True)
+@click.option("--update", default=0, show_default=True)
+@click.option("--delete", default=0, show_default=True)
+def mutate(
+    base_url: str,
+    username: str,
+    password: str,
+    resource: str,
+    create: int,
+    update: int,
+    delete: int,
+) -> None:
+    """Create, update or soft-delete records in a running bundled CRM."""
+    from crmsync.demo_server.control import mutate as remote_mutate
+
+    try:
+        changed = remote_mutate(base_url, username, password, resource, create, update, delete)
+    except requests.RequestException as error:
+        _fail(describe(error), debug=False, error=error)
+    for kind in ("created", "updated", "deleted"):
+        ids = changed.get(kind, [])
+        click.echo(f"{kind:<8} {len(ids):>5}  {', '.join(map(str, ids[:20]))}")
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Turning an exception into the one line a user reads, and the exit code a scheduler reads.
+
+dlt wraps a resource's error two or three levels deep (`PipelineStepFailed` →
+`ResourceExtractionError` → the `requests` error); the user needs the resource, the request
+and what to do, not the chain. Exit codes:
+
+    0  success
+    2  configuration or authentication: a setting is missing or wrong, credentials rejected
+    3  source failure: the CRM failed, timed out, or answered with something unusable
+    4  destination failure: extraction worked but loading did not
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import requests
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.exceptions import DltException
+from dlt.extract.exceptions import PipeException
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from crmsync.http_policy import InsecureTransportError, MalformedBodyError
+from crmsync.ledger import IncompleteReadError
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_SOURCE = 3
+EXIT_DESTINATION = 4
+
+_ADVICE = {
+    400: "the request was rejected; check the resource's params in your config",
+    401: "check SOURCES__CRM__USERNAME and SOURCES__CRM__PASSWORD",
+    403: "these credentials may not read this resource; ask the CRM admin or drop it with"
+    " --resources",
+    404: "check the resource's path and the base URL",
+    429: "the CRM kept rate-limiting; lower [sources.crm.http] max_requests_per_second",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    exit_code: int
+    message: str
+
+
+def describe(error: BaseException, attempts: int | None = None) -> Failure:
+    """The user's view of `error`; never includes credentials (none are in URLs or here)."""
+    chain = list(causes(error))
+    resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
+    prefix = f"{resource}: " if resource else ""
+    for cause in chain:
+        if isinstance(cause, IncompleteReadError):
+            return Failure(
+                EXIT_SOURCE, f"{cause}; the read is incomplete (rerun, or drop --strict)"
+            )
+        if isinstance(cause, MalformedBodyError):
+            return Failure(
+                EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} returned 200 with a body that is not JSON"
+                f"{_after(attempts)}; the CRM is failing, try again later",
+            )
+        if isinstance(cause, requests.HTTPError) and cause.response is not None:
+            status = cause.response.status_code
+            reason = cause.response.reason or ""
+            auth = status in (401, 403)
+            retried = status == 429 or status >= 500
+            advice = _ADVICE.get(status, "the CRM is failing; try again later")
+            return Failure(
+                EXIT_CONFIG if auth else EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} answered {status} {reason}"
+                f"{_after(attempts) if retried else ''}; {advice}",
+            )
+        if isinstance(cause, requests.Timeout):
+            return Failure(
+                EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} timed out{_after(attempts)}; the CRM is slow"
+                " or unreachable (timeouts: [sources.crm.http] read_timeout, connect_timeout)",
+            )
+        if isinstance(cause, requests.ConnectionError):
+            return Failure(
+                EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} failed: connection error{_after(attempts)};"
+                " check the base URL and the network",
+            )
+        if isinstance(cause, InsecureTransportError):
+            return Failure(EXIT_CONFIG, str(cause))
+        if isinstance(cause, ConfigurationException):
+            return Failure(EXIT_CONFIG, _first_line(str(cause)))
+    step = next((e.step for e in chain if isinstance(e, PipelineStepFailed)), None)
+    if step in ("load", "normalize"):
+        return Failure(EXIT_DESTINATION, f"{step} failed: {_first_line(str(chain[-1]))}")
+    if isinstance(chain[-1], (ValueError, DltException)):
+        return Failure(
+            EXIT_SOURCE if resource else EXIT_CONFIG, prefix + _first_line(str(chain[-1]))
+        )
+    return Failure(
+        EXIT_SOURCE, f"{prefix}{type(chain[-1]).__name__}: {_first_line(str(chain[-1]))}"
+    )
+
+
+def causes(error: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        nested = getattr(current, "exception", None)
+        if isinstance(current, PipelineStepFailed) and isinstance(nested, BaseException):
+            current = nested
+        else:
+            current = current.__cause__ or current.__context__
+
+
+def _request_line(error: requests.RequestException) -> str:
+    request = error.request
+    if request is None and error.response is not None:
+        request = error.response.request
+    if request is None or not request.url:
+        return "request"
+    parts = urlsplit(request.url)
+    target = parts.path + (f"?{unquote(parts.query)}" if parts.query else "")
+    return f"{request.method or 'GET'} {target}"
+
+
+def _after(attempts: int | None) -> str:
+    return f" after {attempts} attempts" if attempts else ""
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else text

@@ -1,0 +1,247 @@
+"""How crmsync talks HTTP to a CRM: authentication, retries, timeouts and one request budget.
+
+The retry policy is the seed's — 429/500/502/503/504, connection errors, timeouts and a `200`
+whose body is not JSON are retried up to 3 times with exponential backoff (factor 2),
+`Retry-After` honoured up to a cap — built from dlt's own retry pieces (`retry_if_status`,
+`wait_exponential_retry_after`) on a session that rest_api uses for every resource, including
+the ones a user adds. The same session enforces one budget for the whole run, because a CRM's
+rate limit is per account, not per resource.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import requests
+from dlt.common.configuration import configspec, resolve_configuration
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.sources.helpers.requests.retry import retry_if_status, wait_exponential_retry_after
+from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
+from dlt.sources.rest_api.config_setup import register_auth
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_any,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from crmsync.ledger import RunLedger
+
+register_auth("basic", HttpBasicAuth)
+"""The seed writes `"type": "basic"`; dlt calls the same scheme `http_basic`."""
+
+RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
+
+
+@configspec
+class HttpPolicy(BaseConfiguration):
+    """`[sources.crm.http]` in `.dlt/config.toml`, or `SOURCES__CRM__HTTP__<KEY>`."""
+
+    max_retries: int = 3
+    backoff_factor: float = 2.0
+    max_retry_delay: float = 300.0
+    """Upper bound of one wait, `Retry-After` included."""
+    retry_statuses: list[int] | None = None
+    """Defaults to 429, 500, 502, 503, 504."""
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_in_flight: int = 8
+    """Requests open at once across all resources."""
+    max_requests_per_second: float = 0.0
+    """0 means no rate cap of our own; the CRM's 429s still slow the whole budget down."""
+    allow_insecure_http: bool = False
+
+    def statuses(self) -> tuple[int, ...]:
+        return tuple(self.retry_statuses) if self.retry_statuses else RETRYABLE_STATUSES
+
+
+def load_policy(**overrides: Any) -> HttpPolicy:
+    policy = resolve_configuration(HttpPolicy(), sections=("sources", "crm", "http"))
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(policy, key, value)
+    return policy
+
+
+class InsecureTransportError(ValueError):
+    """Basic auth over plain HTTP to another host sends the password in clear text."""
+
+
+def check_transport(base_url: str, allow_insecure_http: bool) -> None:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"base URL {base_url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
+        raise InsecureTransportError(
+            f"refusing to send credentials over plain http to {parts.hostname}; "
+            "use https, or pass --allow-insecure-http if you accept that risk"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MalformedBodyError(requests.RequestException):
+    """A `200` whose body is not JSON: a server fault, retried like a 5xx, never loaded."""
+
+
+class DecodedJsonResponse(requests.Response):
+    """A response whose JSON body was decoded once, with orjson, when it was validated.
+
+    rest_api and the paginator both call `.json()` on every page; decoding once halves the
+    decoding cost of a sync.
+    """
+
+    decoded: Any
+
+    def json(self, **kwargs: Any) -> Any:
+        return self.decoded
+
+
+class RequestBudget:
+    """At most `max_in_flight` requests open and `max_per_second` started, run-wide.
+
+    A 429 halves the requests allowed in flight and pauses every new request until its
+    `Retry-After` has passed; each success afterwards gives one slot back, up to the maximum.
+    """
+
+    def __init__(self, max_in_flight: int, max_per_second: float = 0.0) -> None:
+        self.max_in_flight = max(1, max_in_flight)
+        self.allowed_in_flight = self.max_in_flight
+        self.min_interval = 1.0 / max_per_second if max_per_second > 0 else 0.0
+        self._in_flight = 0
+        self._next_start = 0.0
+        self._paused_until = 0.0
+        self._condition = threading.Condition()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RequestBudget:
+        return self
+
+    def acquire(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                wait = max(self._paused_until, self._next_start) - now
+                if self._in_flight < self.allowed_in_flight and wait <= 0:
+                    self._in_flight += 1
+                    self._next_start = max(now, self._next_start) + self.min_interval
+                    return
+                self._condition.wait(timeout=wait if wait > 0 else None)
+
+    def release(self, throttled_for: float | None = None) -> None:
+        with self._condition:
+            self._in_flight -= 1
+            if throttled_for is not None:
+                self.allowed_in_flight = max(1, self.allowed_in_flight // 2)
+                self._paused_until = max(self._paused_until, time.monotonic() + throttled_for)
+            elif self.allowed_in_flight < self.max_in_flight:
+                self.allowed_in_flight += 1
+            self._condition.notify_all()
+
+
+def _throttled_for(response: requests.Response | None) -> float | None:
+    """Seconds a 429 asks every request to wait (0 when it names none); None if not a 429."""
+    if response is None or response.status_code != 429:
+        return None
+    header = response.headers.get("Retry-After", "")
+    parsed = wait_exponential_retry_after()._parse_retry_after(header) if header else None
+    return parsed or 0.0
+
+
+class CrmSession(requests.Session):
+    """The session every resource's RESTClient shares: retries, timeouts, budget, ledger."""
+
+    def __init__(
+        self,
+        policy: HttpPolicy,
+        ledger: RunLedger | None = None,
+        budget: RequestBudget | None = None,
+    ) -> None:
+        super().__init__()
+        self.policy = policy
+        self.ledger = ledger or RunLedger()
+        self.budget = budget or RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
+        self.timeout = (policy.connect_timeout, policy.read_timeout)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+        self.headers["User-Agent"] = "crmsync"
+        self._retrying = Retrying(
+            retry=retry_any(
+                retry_if_status(policy.statuses()),
+                retry_if_exception_type(
+                    (
+                        requests.ConnectionError,
+                        requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError,
+                        MalformedBodyError,
+                    )
+                ),
+            ),
+            wait=wait_exponential_retry_after(
+                multiplier=policy.backoff_factor, max=policy.max_retry_delay
+            ),
+            stop=stop_after_attempt(policy.max_retries + 1),
+            before_sleep=self._count_retry,
+            reraise=True,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CrmSession:
+        """rest_api deep-copies its config to validate it; the session is shared, not config."""
+        return self
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        response: requests.Response = self._retrying(self._attempt, request, **kwargs)
+        return response
+
+    def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        path = urlsplit(request.url or "").path
+        self.ledger.attempt(path)
+        self.budget.acquire()
+        response: requests.Response | None = None
+        try:
+            response = super().send(request, **kwargs)
+        except requests.HTTPError as error:
+            response = error.response
+            raise
+        finally:
+            self.budget.release(_throttled_for(response))
+        if response.status_code == 200:
+            _decode_json_body(response)
+        return response
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        request = state.args[0]
+        path = urlsplit(request.url or "").path
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        response = getattr(error, "response", None) if error is not None else None
+        throttled = response is not None and response.status_code == 429
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        self.ledger.retry(path, wait, throttled)
+
+
+def _decode_json_body(response: requests.Response) -> None:
+    try:
+        decoded = orjson.loads(response.content)
+    except orjson.JSONDecodeError as error:
+        raise MalformedBodyError(
+            f"body is not valid JSON ({error})", response=response, request=response.request
+        ) from None
+    response.__class__ = DecodedJsonResponse
+    response.decoded = decoded  # type: ignore[attr-defined]

@@ -1,0 +1,159 @@
+"""The run ledger: what each resource cost the CRM, and whether its read was complete.
+
+Users of rate-limited CRMs ask "how many requests did that sync make, how often were we
+throttled, how long did we wait". The HTTP policy tells the ledger about every attempt and
+every wait; the paginator tells it about every page. One ledger lives for one run; it is shown
+in the end-of-run summary and stored as the `_crmsync_runs` table beside the data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dlt.common import logger
+
+RUNS_TABLE = "_crmsync_runs"
+
+
+class IncompleteReadError(Exception):
+    """The CRM reported more records than its pages held (`--strict` turns this into a failure)."""
+
+    def __init__(self, resource: str, path: str, reported: int, fetched: int) -> None:
+        self.resource = resource
+        self.path = path
+        self.reported = reported
+        self.fetched = fetched
+        super().__init__(
+            f"{resource}: GET {path} reported meta.total={reported} but its pages held "
+            f"{fetched} records"
+        )
+
+
+@dataclass
+class ResourceTally:
+    resource: str
+    path: str
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    wait_seconds: float = 0.0
+    pages: int = 0
+    rows: int = 0
+    reported_total: int | None = None
+    outcome: str = "not run"
+
+    @property
+    def complete(self) -> bool | None:
+        """None where the CRM reports no total for this resource."""
+        if self.reported_total is None:
+            return None
+        return self.rows >= self.reported_total
+
+
+@dataclass
+class RunLedger:
+    """Counters per resource, keyed by the URL path that the HTTP layer sees."""
+
+    strict: bool = False
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tallies: dict[str, ResourceTally] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _started: float = field(default_factory=time.monotonic, repr=False)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> RunLedger:
+        """One ledger serves the whole run; config copies made by dlt must share it."""
+        return self
+
+    def track(self, resource: str, path: str) -> ResourceTally:
+        with self._lock:
+            tally = self.tallies.setdefault(path, ResourceTally(resource, path))
+            tally.outcome = "running"
+            return tally
+
+    def attempt(self, path: str) -> None:
+        with self._lock:
+            tally = self._tally(path)
+            tally.requests += 1
+
+    def retry(self, path: str, wait_seconds: float, throttled: bool) -> None:
+        with self._lock:
+            tally = self._tally(path)
+            tally.retries += 1
+            tally.wait_seconds += wait_seconds
+            if throttled:
+                tally.throttled += 1
+
+    def observer(self, resource: str, path: str) -> ResourceObserver:
+        return ResourceObserver(self, self.track(resource, path))
+
+    def finish(self, failed_resources: set[str] | None = None) -> None:
+        """Settle every outcome once the run has ended, successfully or not."""
+        failed = failed_resources or set()
+        with self._lock:
+            for tally in self.tallies.values():
+                if tally.resource in failed:
+                    tally.outcome = "failed"
+                elif tally.outcome == "running":
+                    tally.outcome = "not finished"
+
+    @property
+    def elapsed_seconds(self) -> float:
+        return time.monotonic() - self._started
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The ledger as rows of the `_crmsync_runs` table."""
+        finished_at = datetime.now(UTC)
+        with self._lock:
+            return [
+                {
+                    "run_id": self.run_id,
+                    "started_at": self.started_at,
+                    "finished_at": finished_at,
+                    **{k: v for k, v in asdict(tally).items()},
+                    "complete": tally.complete,
+                }
+                for tally in self.tallies.values()
+            ]
+
+    def _tally(self, path: str) -> ResourceTally:
+        tally = self.tallies.get(path)
+        if tally is None:
+            tally = self.tallies[path] = ResourceTally(resource=path, path=path)
+        return tally
+
+
+@dataclass
+class ResourceObserver:
+    """The paginator's view of the ledger: one resource's pages and its completeness."""
+
+    ledger: RunLedger
+    tally: ResourceTally
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ResourceObserver:
+        return self
+
+    def page_read(self, rows: int, total: int | None) -> None:
+        with self.ledger._lock:
+            self.tally.pages += 1
+            self.tally.rows += rows
+            if total is not None:
+                self.tally.reported_total = total
+
+    def read_finished(self) -> None:
+        tally = self.tally
+        if tally.complete is False:
+            error = IncompleteReadError(
+                tally.resource, tally.path, tally.reported_total or 0, tally.rows
+            )
+            tally.outcome = "incomplete"
+            if self.ledger.strict:
+                raise error
+            logger.warning(str(error))
+            return
+        tally.outcome = "ok"

@@ -1,0 +1,124 @@
+"""Page-number pagination the way the CRM contract and the seed describe it.
+
+dlt's own `page_number` paginator does not fit the seed: it knows no `limit_param`/`limit`,
+starts at page 0 unless told otherwise (the CRM's page 0 is a 400, an empty first page on
+lenient servers) and reads `total` as a count of *pages*, failing when it is absent. This one
+accepts the seed's keys as they are written, starts at page 1, sends the page size on every
+request, and stops at the first short or empty page.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from dlt.common import jsonpath
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from requests import Request, Response
+
+PAGE_NUMBER_TYPES = ("page_number", "crm_page_number")
+"""Paginator `type` names this paginator answers to: the seed's, and our registered one."""
+
+
+class PageObserver(Protocol):
+    """Told about every page a paginator consumed, e.g. to keep a run ledger."""
+
+    def page_read(self, rows: int, total: int | None) -> None: ...
+
+    def read_finished(self) -> None: ...
+
+
+class PageNumberPaginator(BasePaginator):
+    """Numbered pages with a page size param and an optional record total.
+
+    Sample response, page 2 of `GET /contacts?page[page]=2&page[limit]=500`:
+
+        {"contacts": [{"id": 501, ...}, ... 500 records ...],
+         "meta": {"page": 2, "limit": 500, "total": 1234}}
+
+    `/events` has no `meta` at all. The last page is the first one that holds fewer records than
+    the page size; `meta.total` (a count of records, not pages) is used only to spare the empty
+    request that would otherwise follow a last page that happens to be full.
+    """
+
+    def __init__(
+        self,
+        page_param: str = "page",
+        limit_param: str | None = None,
+        limit: int | None = None,
+        base_page: int = 1,
+        total_path: jsonpath.TJsonPath | None = "meta.total",
+        maximum_page: int | None = None,
+        observer: PageObserver | None = None,
+    ) -> None:
+        super().__init__()
+        if limit is not None and limit < 1:
+            raise ValueError(f"page size `limit` must be at least 1, got {limit}")
+        self.page_param = page_param
+        self.limit_param = limit_param
+        self.limit = limit
+        self.base_page = base_page
+        self.total_path = jsonpath.compile_path(total_path) if total_path else None
+        self.maximum_page = maximum_page
+        self.observer = observer
+        self.page = base_page
+        self.rows_seen = 0
+
+    def init_request(self, request: Request) -> None:
+        self._has_next_page = True
+        self.page = self.base_page
+        self.rows_seen = 0
+        if request.params is None:
+            request.params = {}
+        if self.limit_param and self.limit is not None:
+            request.params[self.limit_param] = self.limit
+        request.params[self.page_param] = self.page
+
+    def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        rows = len(data or ())
+        self.rows_seen += rows
+        total = self._total(response)
+        if self.observer is not None:
+            self.observer.page_read(rows, total)
+        self._has_next_page = not (
+            rows == 0
+            or (self.limit is not None and rows < self.limit)
+            or (total is not None and self.rows_seen >= total)
+            or (self.maximum_page is not None and self.page >= self.maximum_page)
+        )
+        if not self._has_next_page and self.observer is not None:
+            self.observer.read_finished()
+
+    def update_request(self, request: Request) -> None:
+        self.page += 1
+        if request.params is None:
+            request.params = {}
+        request.params[self.page_param] = self.page
+
+    def _total(self, response: Response) -> int | None:
+        if self.total_path is None:
+            return None
+        values = jsonpath.find_values(self.total_path, response.json())
+        if not values:
+            return None
+        try:
+            return int(values[0])
+        except (TypeError, ValueError):
+            return None
+
+    def __str__(self) -> str:
+        return (
+            f"{type(self).__name__}: page {self.page} ({self.page_param}), "
+            f"size {self.limit} ({self.limit_param}), rows so far {self.rows_seen}"
+        )
+
+
+def paginator_from_config(config: Any, observer: PageObserver | None = None) -> Any:
+    """An instance for a page-number config dict; any other paginator config as it is.
+
+    dlt validates paginator dicts against its own typed configs, which reject the seed's
+    `limit_param`/`limit` keys, so these dicts become instances before dlt sees them.
+    """
+    if not isinstance(config, dict) or config.get("type") not in PAGE_NUMBER_TYPES:
+        return config
+    kwargs = {key: value for key, value in config.items() if key != "type"}
+    return PageNumberPaginator(**kwargs, observer=observer)

@@ -1,0 +1,228 @@
+"""The crmsync dlt source: the resource profile plus credentials, HTTP policy and sync mode.
+
+Everything here is mechanism; what to fetch is data in `crmsync.profile`. The source ends in
+dlt's `rest_api_resources(config)`: rest_api does the requests, paging, incremental state,
+schema and merge, through the extension points filled in here (our paginator instances, the
+`basic` auth name, the shared HTTP session).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import dlt
+from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.extract import DltResource, DltSource
+from dlt.sources.rest_api import rest_api_resources
+from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
+from dlt.sources.rest_api.typing import RESTAPIConfig
+
+from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
+from crmsync.ledger import RunLedger
+from crmsync.pagination import paginator_from_config
+from crmsync.profile import CRM_PROFILE, Profile, endpoint_of, resource_name, resource_names
+
+SECTION = "sources.crm"
+DEFAULT_LOOKBACK_SECONDS = 60.0
+
+
+class MissingSettingError(ConfigurationException):
+    """A setting the user has to provide; the message says exactly where."""
+
+
+@dataclass(frozen=True)
+class CrmConnection:
+    base_url: str
+    username: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def from_config(cls, base_url: str | None = None) -> CrmConnection:
+        """Reads `sources.crm.*` and nothing else.
+
+        dlt's argument injection would fall back to a bare `USERNAME`, which on many systems is
+        the OS login name, so the three keys are read by their full names.
+        """
+        values = {
+            "base_url": base_url or dlt.config.get(f"{SECTION}.base_url"),
+            "username": dlt.secrets.get(f"{SECTION}.username"),
+            "password": dlt.secrets.get(f"{SECTION}.password"),
+        }
+        missing = [key for key, value in values.items() if not value]
+        if missing:
+            raise MissingSettingError(_how_to_set(missing))
+        return cls(**{key: str(value) for key, value in values.items()})
+
+
+def _how_to_set(missing: list[str]) -> str:
+    where = []
+    for key in missing:
+        env = f"SOURCES__CRM__{key.upper()}"
+        if key == "base_url":
+            where.append(
+                f"{env} (or --base-url, or base_url under [sources.crm] in .dlt/config.toml)"
+            )
+        else:
+            where.append(f"{env} (or {key} under [sources.crm] in .dlt/secrets.toml)")
+    return "missing CRM setting: set " + "; ".join(where)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How this run syncs; the defaults are an incremental sync that mirrors deletes."""
+
+    resources: tuple[str, ...] | None = None
+    full_refresh: bool = False
+    keep_deleted: bool = False
+    since: str | None = None
+    lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
+    strict: bool = False
+
+
+def crm_source(
+    connection: CrmConnection,
+    profile: Profile | None = None,
+    sync: SyncOptions | None = None,
+    policy: HttpPolicy | None = None,
+    ledger: RunLedger | None = None,
+) -> DltSource:
+    sync = sync or SyncOptions()
+    policy = policy or load_policy()
+    check_transport(connection.base_url, policy.allow_insecure_http)
+    profile = profile or CRM_PROFILE
+    known = resource_names(profile)
+    selected = list(sync.resources or known)
+    unknown = sorted(set(selected) - set(known))
+    if unknown:
+        raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
+    ledger = ledger or RunLedger(strict=sync.strict)
+    source = _crm(connection, profile, sync, policy, ledger)
+    return source.with_resources(*selected)
+
+
+@dlt.source(name="crm")
+def _crm(
+    connection: CrmConnection,
+    profile: Profile,
+    sync: SyncOptions,
+    policy: HttpPolicy,
+    ledger: RunLedger,
+) -> list[DltResource]:
+    state = dlt.current.source_state()
+    config = copy.deepcopy(profile)
+    config["client"] = {
+        **config.get("client", {}),
+        "base_url": connection.base_url,
+        "auth": {"type": "basic", "username": connection.username, "password": connection.password},
+        "session": CrmSession(policy, ledger),
+    }
+    for resource in config["resources"]:
+        if isinstance(resource, dict):
+            _apply_sync_mode(resource, config.get("resource_defaults") or {}, sync, state)
+    _instantiate_paginators(config, ledger)
+    return rest_api_resources(cast(RESTAPIConfig, config))
+
+
+def _apply_sync_mode(
+    resource: dict[str, Any], defaults: dict[str, Any], sync: SyncOptions, state: dict[str, Any]
+) -> None:
+    name = resource_name(resource)
+    endpoint = {**endpoint_of(defaults), **endpoint_of(resource)}
+    incremental = endpoint.get("incremental")
+    if incremental:
+        incremental = dict(incremental)
+        if sync.since:
+            incremental["initial_value"] = sync.since
+        incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
+        incremental["convert"] = _ReadStart(name, incremental.get("convert"))
+        endpoint["incremental"] = incremental
+    resource["endpoint"] = endpoint
+    if sync.keep_deleted:
+        columns = {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
+        resource["columns"] = {
+            key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
+            for key, hint in columns.items()
+        }
+
+
+def _lookback(
+    state: dict[str, Any], name: str, incremental: dict[str, Any], lookback: float
+) -> float:
+    """Seconds to step back from the stored cursor before asking for changes.
+
+    The cursor is the newest `updated_at` seen, but a record read early in the previous run may
+    have changed while later pages were still being read, with an `updated_at` older than that
+    newest one. Stepping back to where the previous read began (minus the lookback, for clock
+    skew and one-second timestamps) catches it; merge on `id` removes the overlap.
+    """
+    resource_state = state.get("resources", {}).get(name, {})
+    cursor_path = incremental.get("cursor_path")
+    last_value = resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
+    read_started = resource_state.get(_ReadStart.STATE_KEY)
+    if not last_value or not read_started:
+        return lookback
+    overshoot = (_parse_time(last_value) - _parse_time(read_started)).total_seconds()
+    return lookback + max(0.0, overshoot)
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class _ReadStart:
+    """The incremental `convert` hook: notes when this read began, in the resource's state.
+
+    rest_api calls it once, as the resource starts reading, to turn the cursor into the
+    `updated_since` value; that moment is what the next run's lookback is measured from.
+    """
+
+    STATE_KEY = "crmsync_read_started_at"
+
+    def __init__(self, resource: str, convert: Any = None) -> None:
+        self.resource = resource
+        self.convert = convert
+
+    def __call__(self, value: Any) -> Any:
+        dlt.current.resource_state(self.resource)[self.STATE_KEY] = datetime.now(UTC).isoformat()
+        return self.convert(value) if self.convert else value
+
+
+def _instantiate_paginators(config: Profile, ledger: RunLedger | None) -> None:
+    """Turns the seed's page-number dicts into paginator instances, one per resource."""
+    defaults = config.get("resource_defaults") or {}
+    default_paginator = endpoint_of(defaults).get("paginator")
+    client_paginator = config["client"].get("paginator")
+    for resource in config["resources"]:
+        if not isinstance(resource, dict):
+            continue
+        endpoint = endpoint_of(resource)
+        paginator = endpoint.get("paginator", default_paginator) or client_paginator
+        if paginator is None:
+            continue
+        observer = None
+        if ledger is not None:
+            observer = ledger.observer(resource_name(resource), str(endpoint.get("path", "")))
+        endpoint["paginator"] = paginator_from_config(paginator, observer)
+        resource["endpoint"] = endpoint
+    if isinstance(defaults.get("endpoint"), dict):
+        defaults["endpoint"] = {k: v for k, v in endpoint_of(defaults).items() if k != "paginator"}
+    if isinstance(client_paginator, dict):
+        config["client"]["paginator"] = paginator_from_config(client_paginator)
+
+
+def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
+    """dlt's `rest_api_source`, speaking the seed's dialect; paste the seed's dict as it is.
+
+    `"type": "basic"` auth and `page_number` paginators with `limit_param`/`limit` are accepted,
+    pages start at 1, and requests follow the seed's retry policy.
+    """
+    config = copy.deepcopy(config)
+    config["client"].setdefault("session", CrmSession(load_policy()))
+    _instantiate_paginators(config, None)
+    return dlt_rest_api_source(cast(RESTAPIConfig, config), **kwargs)

@@ -1,0 +1,105 @@
+"""One sync run: the pipeline, the source, the load, and the ledger stored beside the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+from dlt.common import logger
+from dlt.common.pipeline import LoadInfo
+from dlt.extract.exceptions import PipeException
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from crmsync.failures import causes
+from crmsync.http_policy import HttpPolicy, load_policy
+from crmsync.ledger import RUNS_TABLE, RunLedger
+from crmsync.profile import Profile
+from crmsync.source import CrmConnection, SyncOptions, crm_source
+
+DEFAULT_PIPELINE = "crmsync"
+DEFAULT_DATASET = "crm"
+
+
+@dataclass
+class RunSettings:
+    destination: Any = "duckdb"
+    dataset_name: str = DEFAULT_DATASET
+    pipeline_name: str = DEFAULT_PIPELINE
+    pipelines_dir: str | None = None
+    loader_file_format: str | None = None
+
+
+@dataclass
+class SyncResult:
+    ledger: RunLedger
+    row_counts: dict[str, int] = field(default_factory=dict)
+    load_info: LoadInfo | None = None
+
+    @property
+    def data_tables(self) -> dict[str, int]:
+        return {t: n for t, n in sorted(self.row_counts.items()) if not t.startswith("_dlt")}
+
+
+class SyncFailed(Exception):
+    """The run failed; `ledger` holds what it did until then, `__cause__` why."""
+
+    def __init__(self, ledger: RunLedger, attempts: int) -> None:
+        super().__init__("sync failed")
+        self.ledger = ledger
+        self.attempts = attempts
+
+
+def make_pipeline(settings: RunSettings) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=settings.pipeline_name,
+        destination=settings.destination,
+        dataset_name=settings.dataset_name,
+        pipelines_dir=settings.pipelines_dir,  # type: ignore[arg-type]
+    )
+
+
+def run_sync(
+    connection: CrmConnection,
+    settings: RunSettings | None = None,
+    sync: SyncOptions | None = None,
+    profile: Profile | None = None,
+    policy: HttpPolicy | None = None,
+    ledger: RunLedger | None = None,
+) -> SyncResult:
+    settings = settings or RunSettings()
+    sync = sync or SyncOptions()
+    policy = policy or load_policy()
+    ledger = ledger or RunLedger(strict=sync.strict)
+    pipeline = make_pipeline(settings)
+    source = crm_source(connection, profile, sync, policy, ledger)
+    try:
+        info = pipeline.run(
+            source,
+            refresh="drop_data" if sync.full_refresh else None,  # type: ignore[arg-type]
+            loader_file_format=settings.loader_file_format,  # type: ignore[arg-type]
+        )
+    except PipelineStepFailed as error:
+        failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
+        ledger.finish(failed or {tally.resource for tally in ledger.tallies.values()})
+        if error.step == "extract":
+            _store_ledger(pipeline, ledger)
+        raise SyncFailed(ledger, policy.max_retries + 1) from error
+    ledger.finish()
+    normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    row_counts = dict(normalize_info.row_counts) if normalize_info else {}
+    _store_ledger(pipeline, ledger)
+    return SyncResult(ledger=ledger, row_counts=row_counts, load_info=info)
+
+
+def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
+    """Appends this run's ledger to `_crmsync_runs`; a failure here never hides the run's own."""
+    try:
+        pipeline.run(
+            ledger.rows(),
+            table_name=RUNS_TABLE,
+            write_disposition="append",
+            schema=pipeline.default_schema if pipeline.default_schema_name else None,  # type: ignore[arg-type]
+        )
+    except PipelineStepFailed as error:
+        logger.warning(f"could not store the run ledger in {RUNS_TABLE}: {error.exception}")
