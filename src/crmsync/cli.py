@@ -185,9 +185,9 @@ def _progress(ledger: RunLedger) -> Iterator[None]:
 
 def _print_summary(result: SyncResult, settings: RunSettings) -> None:
     click.echo(f"Loaded into {settings.destination}, dataset {settings.dataset_name}:")
-    click.echo(f"  {'table':<28}{'rows':>10}")
+    click.echo(f"  {'table':<28}{'rows':>10}{'this run':>10}")
     for table, rows in result.data_tables.items():
-        click.echo(f"  {table:<28}{rows:>10,}")
+        click.echo(f"  {table:<28}{rows:>10,}{result.row_counts.get(table, 0):>10,}")
     _print_ledger(result.ledger)
 
 

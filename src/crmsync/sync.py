@@ -34,11 +34,14 @@ class RunSettings:
 class SyncResult:
     ledger: RunLedger
     row_counts: dict[str, int] = field(default_factory=dict)
+    """Rows this run loaded per table (deletions included: they are rows that delete)."""
+    table_rows: dict[str, int] = field(default_factory=dict)
+    """Rows in each table of the dataset once the run was loaded."""
     load_info: LoadInfo | None = None
 
     @property
     def data_tables(self) -> dict[str, int]:
-        return {t: n for t, n in sorted(self.row_counts.items()) if not t.startswith("_dlt")}
+        return {t: n for t, n in sorted(self.table_rows.items()) if not t.startswith("_")}
 
 
 class SyncFailed(Exception):
@@ -89,7 +92,8 @@ def run_sync(
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     row_counts = dict(normalize_info.row_counts) if normalize_info else {}
     _store_ledger(pipeline, ledger)
-    return SyncResult(ledger=ledger, row_counts=row_counts, load_info=info)
+    table_rows = dict(pipeline.dataset().row_counts().fetchall())
+    return SyncResult(ledger, row_counts, table_rows, info)
 
 
 def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:

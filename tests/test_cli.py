@@ -1,0 +1,183 @@
+"""The `crmsync` command as a user runs it: a separate process, its output and exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
+from crmsync.failures import EXIT_CONFIG, EXIT_OK
+
+CRMSYNC = str(Path(sys.executable).parent / "crmsync")
+SECRET = "s3cr3t-Pa55word-never-printed"
+
+
+def run_crmsync(
+    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    base["DLT_DATA_DIR"] = str(workdir / "dlt-data")
+    base["SOURCES__CRM__HTTP__BACKOFF_FACTOR"] = "0.01"
+    return subprocess.run(
+        [CRMSYNC, *args],
+        cwd=workdir,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def crm_env(server: DemoServer, password: str = DEFAULT_PASSWORD) -> dict[str, str]:
+    return {
+        "SOURCES__CRM__BASE_URL": server.base_url,
+        "SOURCES__CRM__USERNAME": DEFAULT_USERNAME,
+        "SOURCES__CRM__PASSWORD": password,
+    }
+
+
+def test_run_loads_five_tables_and_prints_rows_per_table(crm: DemoServer, workdir: Path) -> None:
+    done = run_crmsync(workdir, "run", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    for resource in ("accounts", "contacts", "events", "products", "pipelines"):
+        live = len(crm.store.ids(resource))
+        assert f"  {resource:<28}{live:>10,}" in done.stdout, done.stdout
+    assert "Elapsed:" in done.stdout
+    with duckdb.connect(str(workdir / "crmsync.duckdb"), read_only=True) as db:
+        assert db.execute("select count(*) from crm.contacts").fetchone() == (
+            len(crm.store.ids("contacts")),
+        )
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        ({"SOURCES__CRM__BASE_URL"}, ["SOURCES__CRM__USERNAME", "SOURCES__CRM__PASSWORD"]),
+        ({"SOURCES__CRM__BASE_URL", "SOURCES__CRM__USERNAME"}, ["SOURCES__CRM__PASSWORD"]),
+        ({"SOURCES__CRM__USERNAME", "SOURCES__CRM__PASSWORD"}, ["SOURCES__CRM__BASE_URL"]),
+    ],
+    ids=["no-credentials", "no-password", "no-base-url"],
+)
+def test_a_missing_setting_is_named_in_one_line_with_exit_2(
+    crm: DemoServer, workdir: Path, present: set[str], missing: list[str]
+) -> None:
+    env = {k: v for k, v in crm_env(crm).items() if k in present}
+
+    done = run_crmsync(workdir, "run", env=env)
+
+    assert done.returncode == EXIT_CONFIG
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("crmsync: missing CRM setting: set ")
+    for key in missing:
+        assert key in done.stderr
+    assert crm.requests == []
+
+
+def test_a_bare_username_variable_is_not_taken_for_the_crm_login(
+    crm: DemoServer, workdir: Path
+) -> None:
+    env = {k: v for k, v in crm_env(crm).items() if k != "SOURCES__CRM__USERNAME"}
+    env.update(USERNAME=DEFAULT_USERNAME, LOGNAME=DEFAULT_USERNAME)
+
+    done = run_crmsync(workdir, "run", env=env)
+
+    assert done.returncode == EXIT_CONFIG
+    assert "SOURCES__CRM__USERNAME" in done.stderr
+
+
+def test_settings_from_dot_dlt_files_are_used(crm: DemoServer, workdir: Path) -> None:
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "config.toml").write_text(f'[sources.crm]\nbase_url = "{crm.base_url}"\n')
+    (workdir / ".dlt" / "secrets.toml").write_text(
+        f'[sources.crm]\nusername = "{DEFAULT_USERNAME}"\npassword = "{DEFAULT_PASSWORD}"\n'
+    )
+
+    done = run_crmsync(workdir, "run", "--resources", "products")
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert {r.resource for r in crm.requests} == {"products"}
+
+
+def test_wrong_credentials_fail_with_401_in_one_line_without_the_password(
+    start_crm: object, workdir: Path
+) -> None:
+    server = start_crm(password="the-right-one")  # type: ignore[operator]
+
+    done = run_crmsync(workdir, "run", env=crm_env(server, password=SECRET))
+
+    assert done.returncode == EXIT_CONFIG
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("crmsync: ")
+    assert "answered 401 Unauthorized" in message
+    assert "Traceback" not in done.stderr
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_check_reports_ok_for_each_resource(crm: DemoServer, workdir: Path) -> None:
+    done = run_crmsync(workdir, "check", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.splitlines() == [
+        f"OK    {r}" for r in ("accounts", "contacts", "events", "products", "pipelines")
+    ]
+    assert [r.params.get("page[limit]") or r.params.get("limit") for r in crm.requests] == ["1"] * 5
+
+
+def test_check_reports_fail_with_the_reason_and_exit_2_on_wrong_credentials(
+    crm: DemoServer, workdir: Path
+) -> None:
+    done = run_crmsync(workdir, "check", env=crm_env(crm, password=SECRET))
+
+    assert done.returncode == EXIT_CONFIG
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith("FAIL  ") and "answered 401" in line for line in lines)
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_a_config_file_adds_a_resource_and_changes_another(crm: DemoServer, workdir: Path) -> None:
+    config = workdir / "crmsync.toml"
+    config.write_text(
+        """
+[[resources]]
+name = "contacts"
+endpoint = { paginator = { type = "page_number", page_param = "page[page]", limit_param = "page[limit]", limit = 25 } }
+
+[[resources]]
+name = "activity"
+endpoint = { path = "/events", data_selector = "events" }
+"""
+    )
+
+    done = run_crmsync(
+        workdir,
+        "run",
+        "--config",
+        str(config),
+        "--resources",
+        "contacts,activity",
+        env=crm_env(crm),
+    )
+
+    assert done.returncode == EXIT_OK, done.stderr
+    contacts = crm.requests_for("contacts")
+    assert {r.params["page[limit]"] for r in contacts} == {"25"}
+    assert len(contacts) == -(-60 // 25)
+    with duckdb.connect(str(workdir / "crmsync.duckdb"), read_only=True) as db:
+        activity = db.execute("select count(*) from crm.activity").fetchone()
+    assert activity == (len(crm.store.ids("events")),)
+
+
+def test_demo_starts_the_bundled_crm_and_loads_five_tables(workdir: Path) -> None:
+    done = run_crmsync(workdir, "demo")
+
+    assert done.returncode == EXIT_OK, done.stderr
+    for resource in ("accounts", "contacts", "events", "products", "pipelines"):
+        assert f"  {resource:<28}" in done.stdout
+    assert (workdir / "crmsync.duckdb").exists()

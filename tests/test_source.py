@@ -1,0 +1,186 @@
+"""End to end: the five resources over real HTTP from the bundled CRM into a real destination."""
+
+from __future__ import annotations
+
+import math
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+from dlt.common.exceptions import DictValidationException
+
+from crmsync.demo_server import DemoServer
+from crmsync.source import SyncOptions
+from tests.conftest import RESOURCES, SMALL_SIZES, sync
+from tests.support.destinations import DuckDBDestination
+
+PAGE_SIZE = 500
+HAS_META = {"accounts", "contacts", "products", "pipelines"}
+SEED_FILE = Path(__file__).parent / "fixtures" / "seed_config.md"
+
+
+def expected_requests(resource: str, records: int) -> int:
+    """Pages a reader needs: a short page ends it; `meta.total` spares a trailing empty page."""
+    full_pages, remainder = divmod(records, PAGE_SIZE)
+    if remainder or resource in HAS_META:
+        return max(1, math.ceil(records / PAGE_SIZE))
+    return full_pages + 1
+
+
+def test_first_sync_loads_exactly_the_live_records_of_all_five_resources(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    result = sync(crm, destination)
+
+    for resource in RESOURCES:
+        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
+    assert set(result.data_tables) >= set(RESOURCES)
+    assert result.data_tables["accounts"] == SMALL_SIZES["accounts"]
+
+
+@pytest.mark.parametrize("records", [499, 500, 501, 1000], ids=lambda n: f"{n}-records")
+def test_page_boundaries_load_every_record_without_a_wasted_request(
+    start_crm: Any, destination: DuckDBDestination, records: int
+) -> None:
+    server = start_crm({resource: records for resource in RESOURCES})
+
+    sync(server, destination)
+
+    for resource in RESOURCES:
+        assert destination.ids(resource) == sorted(server.store.ids(resource)), resource
+        seen = server.requests_for(resource)
+        assert len(seen) == expected_requests(resource, records), resource
+        assert [int(r.params.get("page[page]") or r.params["page"]) for r in seen] == list(
+            range(1, len(seen) + 1)
+        )
+        size_param = "limit" if resource == "events" else "page[limit]"
+        assert {r.params[size_param] for r in seen} == {str(PAGE_SIZE)}
+
+
+def test_second_sync_adds_no_duplicates(crm: DemoServer, destination: DuckDBDestination) -> None:
+    sync(crm, destination)
+    sync(crm, destination)
+
+    for resource in RESOURCES:
+        ids = destination.ids(resource)
+        assert ids == sorted(set(ids)) == sorted(crm.store.ids(resource)), resource
+
+
+def test_a_field_the_contract_does_not_list_lands_as_a_new_column(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination)
+    crm.store.update("contacts", [3, 5], {"loyalty_level": "gold"})
+
+    sync(crm, destination)
+
+    rows = destination.query(
+        "select id, loyalty_level from {contacts} where loyalty_level is not null"
+    )
+    assert sorted(rows) == [(3, "gold"), (5, "gold")]
+
+
+def test_columns_have_the_contract_types(crm: DemoServer, destination: DuckDBDestination) -> None:
+    sync(crm, destination)
+
+    accounts = destination.column_types("accounts")
+    assert accounts["id"] == "BIGINT"
+    assert accounts["updated_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert accounts["address__city"] == "VARCHAR"
+    assert accounts["annual_revenue"] == "DOUBLE"
+    products = destination.column_types("products")
+    assert products["price"].startswith("DECIMAL")
+    assert products["active"] == "BOOLEAN"
+    events = destination.column_types("events")
+    assert events["payload"] == "JSON"
+    assert events["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert "custom_fields__tier" in destination.column_types("contacts")
+
+
+def test_values_land_as_the_crm_serves_them(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination)
+
+    product = next(r for r in crm.store.records("products", include_deleted=False))
+    price, active = destination.query(
+        f"select price, active from {{products}} where id = {product['id']}"
+    )[0]
+    assert price == Decimal(product["price"])
+    assert active is product["active"]
+    event = next(r for r in crm.store.records("events") if r["type"] == "call")
+    (duration,) = destination.query(
+        "select payload->>'$.duration_seconds' from {events} where id = " + str(event["id"])
+    )[0]
+    assert int(duration) == event["payload"]["duration_seconds"]
+
+
+def test_pipeline_stages_land_as_a_child_table(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination)
+
+    live = crm.store.records("pipelines", include_deleted=False)
+    rows = destination.query(
+        "select p.id, s.id, s.position from {pipelines} p"
+        " join {pipelines__stages} s on s._dlt_parent_id = p._dlt_id"
+    )
+    expected = [(p["id"], s["id"], s["position"]) for p in live for s in p["stages"]]
+    assert sorted(rows) == sorted(expected)
+
+
+def test_resources_option_syncs_only_the_chosen_ones(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination, SyncOptions(resources=("products",)))
+
+    assert {r.resource for r in crm.requests} == {"products"}
+    assert "accounts" not in destination.tables()
+
+
+def seed_code(base_url: str) -> str:
+    """The seed's Python block as a user pastes it: `//` comment dropped, our import."""
+    block = re.search(r"```python\n(.*?)```", SEED_FILE.read_text(), re.S)
+    assert block is not None
+    lines = [line for line in block.group(1).splitlines() if not line.strip().startswith("//")]
+    code = "\n".join(lines).replace("https://api.example.com", base_url)
+    return code
+
+
+def test_the_seed_config_runs_as_written(
+    crm: DemoServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USERNAME", "demo")
+    monkeypatch.setenv("PASSWORD", "demo-password")
+    code = seed_code(crm.base_url).replace(
+        "from dlt.sources.rest_api import rest_api_source", "from crmsync import rest_api_source"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "seed", "exec"), namespace)
+
+    pipeline = dlt.pipeline("seed", destination="duckdb", dataset_name="crm")
+    pipeline.run(namespace["source"])
+
+    with pipeline.sql_client() as client:
+        for resource in ("accounts", "contacts", "events"):
+            rows = client.execute_sql(f"select count(*), count(distinct id) from {resource}")
+            served = len(crm.store.records(resource, include_deleted=False))
+            assert rows == [(served, served)], resource
+    assert {r.params.get("page[page]") or r.params.get("page") for r in crm.requests} == {"1"}
+
+
+def test_the_seed_config_fails_on_plain_dlt_before_any_request(
+    crm: DemoServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why crmsync ships its own `rest_api_source`: dlt rejects the seed's dialect."""
+    monkeypatch.setenv("USERNAME", "demo")
+    monkeypatch.setenv("PASSWORD", "demo-password")
+    namespace: dict[str, Any] = {}
+
+    with pytest.raises(DictValidationException, match="limit_param"):
+        exec(compile(seed_code(crm.base_url), "seed", "exec"), namespace)
+
+    assert crm.requests == []
