@@ -152,13 +152,13 @@ class RequestBudget:
             self._condition.notify_all()
 
 
-def _throttled_for(response: requests.Response | None) -> float | None:
-    """Seconds a 429 asks every request to wait (0 when it names none); None if not a 429."""
+def _throttled_for(response: requests.Response | None, cap: float) -> float | None:
+    """Seconds a 429 asks every request to wait, at most `cap`; None if not a 429."""
     if response is None or response.status_code != 429:
         return None
     header = response.headers.get("Retry-After", "")
-    parsed = wait_exponential_retry_after()._parse_retry_after(header) if header else None
-    return parsed or 0.0
+    parsed = wait_exponential_retry_after(max=cap)._parse_retry_after(header) if header else None
+    return min(parsed or 0.0, cap)
 
 
 class CrmSession(requests.Session):
@@ -220,7 +220,7 @@ class CrmSession(requests.Session):
             response = error.response
             raise
         finally:
-            self.budget.release(_throttled_for(response))
+            self.budget.release(_throttled_for(response, self.policy.max_retry_delay))
         if response.status_code == 200:
             _decode_json_body(response)
         return response

@@ -18,6 +18,23 @@ from typing import Any
 from dlt.common import logger
 
 RUNS_TABLE = "_crmsync_runs"
+RUNS_COLUMNS: dict[str, dict[str, Any]] = {
+    "run_id": {"data_type": "text", "nullable": False},
+    "started_at": {"data_type": "timestamp"},
+    "finished_at": {"data_type": "timestamp"},
+    "resource": {"data_type": "text"},
+    "path": {"data_type": "text"},
+    "requests": {"data_type": "bigint"},
+    "retries": {"data_type": "bigint"},
+    "throttled": {"data_type": "bigint"},
+    "wait_seconds": {"data_type": "double"},
+    "pages": {"data_type": "bigint"},
+    "rows": {"data_type": "bigint"},
+    "reported_total": {"data_type": "bigint"},
+    "complete": {"data_type": "bool"},
+    "outcome": {"data_type": "text"},
+}
+"""`reported_total` and `complete` stay null for resources without `meta`: typed up front."""
 
 
 class IncompleteReadError(Exception):

@@ -13,7 +13,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crmsync.failures import causes
 from crmsync.http_policy import HttpPolicy, load_policy
-from crmsync.ledger import RUNS_TABLE, RunLedger
+from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
 from crmsync.profile import Profile
 from crmsync.source import CrmConnection, SyncOptions, crm_source
 
@@ -103,6 +103,7 @@ def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
             ledger.rows(),
             table_name=RUNS_TABLE,
             write_disposition="append",
+            columns=RUNS_COLUMNS,
             schema=pipeline.default_schema if pipeline.default_schema_name else None,  # type: ignore[arg-type]
         )
     except PipelineStepFailed as error:

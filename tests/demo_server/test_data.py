@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+
 import pytest
 
 from crmsync.demo_server import DEFAULT_SIZES, CrmStore

@@ -142,6 +142,13 @@ def test_a_hang_fault_answers_normally_to_a_patient_client(server: DemoServer) -
     assert log(server) == [("/contacts", 200, "hang", live_contacts(server))]
 
 
+def test_a_hang_fault_of_zero_seconds_answers_at_once(server: DemoServer) -> None:
+    server.faults.add(Fault("/contacts", "hang"))
+
+    assert get(server).status_code == 200
+    assert log(server) == [("/contacts", 200, "hang", live_contacts(server))]
+
+
 def test_a_short_page_fault_leaves_out_the_last_record_and_keeps_meta_truthful(
     server: DemoServer,
 ) -> None:

@@ -240,6 +240,31 @@ def test_updated_since_with_another_offset_means_the_same_instant(server: DemoSe
     assert ids_of(an_hour_later, "contacts") == expected_later
 
 
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        ("0001-01-01T00:00:00Z", list(range(1, 151))),
+        ("1969-12-31T23:59:59-05:00", list(range(1, 151))),
+        ("9999-12-31T23:59:59.5Z", []),
+        ("9999-12-31T20:00:00-05:00", []),
+    ],
+)
+def test_updated_since_at_the_ends_of_time_keeps_everything_or_nothing(
+    server: DemoServer, since: str, expected: list[int]
+) -> None:
+    response = get(server, "/events", {"updated_since": since, "limit": 500})
+
+    assert response.status_code == 200
+    assert ids_of(response, "events") == expected
+
+
+def test_a_huge_page_number_is_past_the_end(server: DemoServer) -> None:
+    response = get(server, "/contacts", {"page[page]": "9" * 18})
+
+    assert response.status_code == 200
+    assert response.json()["contacts"] == []
+
+
 def test_updated_since_and_include_deleted_combine(server: DemoServer) -> None:
     cut = "2025-01-01T00:00:00Z"
     records = server.store.records("contacts")

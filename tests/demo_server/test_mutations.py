@@ -27,9 +27,8 @@ def server() -> Iterator[DemoServer]:
 
 def page_ids(server: DemoServer, resource: str, **filters: str) -> list[int]:
     size = "limit" if resource == "events" else "page[limit]"
-    response = requests.get(
-        f"{server.base_url}/{resource}", params={size: 500, **filters}, auth=AUTH, timeout=5
-    )
+    params = {size: "500", **filters}
+    response = requests.get(f"{server.base_url}/{resource}", params=params, auth=AUTH, timeout=5)
     response.raise_for_status()
     return [record["id"] for record in response.json()[resource]]
 

@@ -58,9 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     for resource in RESOURCES:
         parser.add_argument(
-            f"--{resource}", type=int, default=DEFAULT_SIZES[resource], metavar="N",
+            f"--{resource}",
+            type=int,
+            default=DEFAULT_SIZES[resource],
+            metavar="N",
             help=f"how many {resource} to generate (default {DEFAULT_SIZES[resource]})",
-        )  # fmt: skip
+        )
     parser.add_argument("--username", default=DEFAULT_USERNAME)
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
     parser.add_argument("--latency-ms", type=float, default=0.0)

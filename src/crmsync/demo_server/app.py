@@ -98,9 +98,7 @@ def _error(
 
 
 class _BadParameter(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.response = _error(400, "invalid_parameter", message)
+    """A query parameter the contract says to answer with 400 ``invalid_parameter``."""
 
 
 def _count(raw: str) -> int | None:
@@ -294,7 +292,7 @@ class _Handler(BaseHTTPRequestHandler):
             limit = _positive(params, endpoint.limit_param, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
             since = _updated_since(params)
         except _BadParameter as bad:
-            return bad.response
+            return _error(400, "invalid_parameter", str(bad))
         include_deleted = params.get("include_deleted", "").lower() == "true"
         rows, total = self.server.demo.store.page(
             endpoint.resource, page, limit, since, include_deleted
@@ -316,6 +314,8 @@ class _Handler(BaseHTTPRequestHandler):
         A client that times out closes its socket; noticing that at once logs the request
         when the client gave up, so a test can check the log right after its retry.
         """
+        if seconds <= 0:
+            return True  # a zero timeout would make the socket non-blocking instead
         deadline = time.monotonic() + seconds
         self.connection.settimeout(seconds)
         try:
@@ -416,7 +416,7 @@ class DemoServer:
         self._httpd = _HttpServer(self._address, self, self._credentials)
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},  # how long stop() may wait
             name="crmsync-demo-server",
             daemon=True,
         )

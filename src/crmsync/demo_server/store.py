@@ -137,18 +137,16 @@ class CrmStore:
         with self._lock:
             view = self._views.get(key)
             if view is None:
-                view = self._table(resource)
-                if bound is not None:
-                    stamp, inclusive = bound
-                    if inclusive:
-                        view = [r for r in view if r["updated_at"] >= stamp]
-                    else:
-                        view = [r for r in view if r["updated_at"] > stamp]
-                if not include_deleted:
-                    view = [r for r in view if not _is_deleted(r)]
+                stamp, inclusive = bound or ("", True)  # "" sorts before every timestamp
+                view = [
+                    r
+                    for r in self._table(resource)
+                    if (include_deleted or not _is_deleted(r))
+                    and (r["updated_at"] >= stamp if inclusive else r["updated_at"] > stamp)
+                ]
                 if len(self._views) >= _MAX_CACHED_VIEWS:
                     self._views.clear()
-                self._views[key] = view = list(view)
+                self._views[key] = view
             start = (page - 1) * limit
             return view[start : start + limit], len(view)
 

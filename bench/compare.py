@@ -1,0 +1,466 @@
+"""crmsync against plain dlt and against a hand-written loader, on the bundled demo CRM.
+
+Why: crmsync has to earn its place twice over. It must be much faster than the obvious
+alternative (the seed's configuration run by dlt's own ``rest_api_source``, "plain dlt")
+and not far behind the least a careful engineer could write by hand without dlt
+("hand-written", the lower bound). Targets: at 0 ms crmsync >= 10x plain dlt and >= 0.5x
+hand-written in rows/s; at 25 ms per request crmsync >= 8x plain dlt. ``--memory``: crmsync's
+peak RSS may grow at most 1.2x from 100,000 to 1,000,000 records, and plain dlt's peak must
+be at least 5x crmsync's.
+
+How: the demo server runs in a process of its own (``python -m crmsync.demo_server``), so
+it never shares the contenders' GIL. Every run of a contender is a fresh child process
+(``bench/contenders.py``) in a fresh, empty temporary folder, so that no run profits from
+another's warm caches, files or pipeline state, and each has its own peak RSS. Runs are
+interleaved (contender after contender, repeat after repeat) so that a noisy neighbour on
+the machine hurts all contenders alike rather than one of them.
+
+How to read the numbers (each a median over the runs of one contender at one latency):
+
+- rows/s: rows in the five resources' root tables after the run (child tables such as
+  ``accounts__tags`` not counted), divided by the child's wall time as the harness saw it,
+  from spawn to exit: interpreter start-up and imports included, as a user pays them.
+- requests: API requests the server logged during the run (its ``/_control/requests``
+  log, read before and after; control calls are not logged). 25 ms latency makes every
+  request cost at least 25 ms, so fewer or concurrent requests pay off there.
+- peak RSS: the child's own high-water resident memory (``VmHWM`` in /proc/self/status,
+  read by the child as it ends), or of any process it started if larger. Neither the
+  parent's ``RUSAGE_CHILDREN`` (a maximum over all children ever waited for, so it cannot
+  tell one run from the next) nor the child's ``ru_maxrss`` (Linux carries it across exec
+  from the process that spawned it) would give one run's peak; polling with psutil would
+  miss short spikes.
+- runs: a cell whose first run takes over ``SLOW_RUN_SECONDS`` is not repeated, to keep the
+  whole benchmark within ~20 minutes; its "median" is that one run.
+
+Every contender must land the same rows: the server's live records (soft-deleted ones left
+out). plain dlt never asks for deleted records; crmsync asks for them and its merge removes
+them (``hard_delete`` on ``deleted_at``); the hand-written loader asks for them and drops
+them. The live counts come from the server itself (the last non-empty page at page size 1).
+Mismatches are printed as warnings under the table.
+
+Run: ``make bench`` (``--help`` for subsets, ``--quick`` for a fast sanity run) and
+``make bench-memory``. The report is also written to ``bench/results/latest.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import requests
+from crm_api import ENDPOINTS, PASSWORD, USERNAME, Endpoint
+
+BENCH = Path(__file__).resolve().parent
+CHILD = BENCH / "contenders.py"
+RESULTS = BENCH / "results" / "latest.txt"
+CONTENDERS = ("crmsync", "plain", "hand")
+LABELS = {"crmsync": "crmsync", "plain": "plain dlt", "hand": "hand-written"}
+STANDARD_SIZES = {
+    "accounts": 20_000,
+    "contacts": 200_000,
+    "events": 200_000,
+    "products": 100,
+    "pipelines": 10,
+}
+MEMORY_TOTALS = (100_000, 1_000_000)
+"""``--memory``: crmsync's records, split evenly between contacts and events."""
+MEMORY_SMALL_SIZES = {"accounts": 100, "products": 100, "pipelines": 10}
+QUICK_SCALE = 0.02
+SLOW_RUN_SECONDS = 60.0
+CHILD_TIMEOUT_SECONDS = 1800
+HTTP_TIMEOUT_SECONDS = 60
+CHILD_ENV = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false"}
+"""dlt's telemetry would try to reach the internet after each run; this machine has no route."""
+
+
+@dataclass(frozen=True)
+class Run:
+    contender: str
+    latency_ms: int
+    wall_seconds: float
+    rows: dict[str, int]
+    requests: int
+    client_requests: int | None
+    peak_rss_mb: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return sum(self.rows.values()) / self.wall_seconds
+
+
+@dataclass
+class Cell:
+    """The runs of one contender at one latency."""
+
+    contender: str
+    latency_ms: int
+    runs: list[Run] = field(default_factory=list)
+
+    def median(self, metric: str) -> float:
+        return statistics.median(getattr(run, metric) for run in self.runs)
+
+    @property
+    def wants_repeat(self) -> bool:
+        return not self.runs or self.runs[0].wall_seconds <= SLOW_RUN_SECONDS
+
+
+# --- the demo server ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def demo_server(sizes: dict[str, int]) -> Iterator[str]:
+    """Starts the bundled CRM with ``sizes`` records; yields its base URL."""
+    command = [sys.executable, "-m", "crmsync.demo_server", "--port", "0"]
+    command += [arg for name, count in sizes.items() for arg in (f"--{name}", str(count))]
+    command += ["--username", USERNAME, "--password", PASSWORD]
+    progress(f"starting the demo server with {format_sizes(sizes)}")
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            raise SystemExit(f"the demo server did not start: {line!r}")
+        progress(f"  listening after {time.perf_counter() - started:.1f} s")
+        yield line.removeprefix("listening on ")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def control(base_url: str, method: str, path: str, body: object = None) -> requests.Response:
+    response = requests.request(
+        method,
+        f"{base_url}/_control/{path}",
+        json=body,
+        auth=(USERNAME, PASSWORD),
+        timeout=HTTP_TIMEOUT_SECONDS,
+    )
+    response.raise_for_status()
+    return response
+
+
+def set_latency(base_url: str, latency_ms: int) -> None:
+    control(base_url, "POST", "latency", {"latency_ms": latency_ms})
+
+
+def requests_logged(base_url: str) -> int:
+    return len(orjson.loads(control(base_url, "GET", "requests").content))
+
+
+def live_counts(base_url: str) -> dict[str, int]:
+    """Records each list endpoint serves without ``include_deleted`` (~40 requests each)."""
+    with requests.Session() as session:
+        session.auth = (USERNAME, PASSWORD)
+        return {name: count_by_probing(session, base_url, name) for name in ENDPOINTS}
+
+
+def count_by_probing(session: requests.Session, base_url: str, name: str) -> int:
+    """The last non-empty page at page size 1, by doubling then bisecting."""
+    endpoint = ENDPOINTS[name]
+    low, high = 0, 1  # page `low` has a record (or is 0); page `high` is still to be probed
+    while has_record(session, base_url, name, endpoint, high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if has_record(session, base_url, name, endpoint, middle):
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def has_record(
+    session: requests.Session, base_url: str, name: str, endpoint: Endpoint, page: int
+) -> bool:
+    params = {endpoint.page_param: page, endpoint.limit_param: 1}
+    response = session.get(base_url + endpoint.path, params=params, timeout=HTTP_TIMEOUT_SECONDS)
+    response.raise_for_status()
+    return bool(orjson.loads(response.content)[name])
+
+
+# --- running contenders ----------------------------------------------------------------------
+
+
+def run_contender(contender: str, base_url: str, latency_ms: int) -> Run:
+    """One run in a fresh child process and a fresh empty folder."""
+    with tempfile.TemporaryDirectory(prefix=f"crmsync-bench-{contender}-") as workdir:
+        logged_before = requests_logged(base_url)
+        started = time.perf_counter()
+        child = subprocess.run(
+            [sys.executable, str(CHILD), contender, base_url],
+            cwd=workdir,
+            env=CHILD_ENV,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_SECONDS,
+        )
+        wall_seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        raise SystemExit(f"{contender} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
+    report = orjson.loads(child.stdout.splitlines()[-1])
+    return Run(
+        contender=contender,
+        latency_ms=latency_ms,
+        wall_seconds=wall_seconds,
+        rows=report["rows"],
+        requests=requests_logged(base_url) - logged_before,
+        client_requests=report["client_requests"],
+        peak_rss_mb=report["peak_rss_mb"],
+    )
+
+
+def run_cells(
+    base_url: str, contenders: Sequence[str], latencies: Sequence[int], repeats: int
+) -> list[Cell]:
+    """All runs, interleaved: per latency, each repeat runs every contender once."""
+    cells = []
+    for latency_ms in latencies:
+        set_latency(base_url, latency_ms)
+        row = [Cell(contender, latency_ms) for contender in contenders]
+        for repeat in range(1, repeats + 1):
+            for cell in row:
+                if cell.wants_repeat:
+                    cell.runs.append(run_with_progress(cell, base_url, f"{repeat}/{repeats}"))
+        cells += row
+    return cells
+
+
+def run_with_progress(cell: Cell, base_url: str, which: str) -> Run:
+    progress(f"{LABELS[cell.contender]} at {cell.latency_ms} ms, run {which} ...")
+    run = run_contender(cell.contender, base_url, cell.latency_ms)
+    progress(
+        f"  {run.wall_seconds:.1f} s, {run.rows_per_second:,.0f} rows/s, "
+        f"{run.requests} requests, peak RSS {run.peak_rss_mb:,.0f} MB"
+    )
+    return run
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def table(cells: Sequence[Cell]) -> list[str]:
+    lines = [
+        f"{'latency':>7}  {'contender':<12}  {'runs':>4}  {'rows/s':>9}  {'wall s':>7}  "
+        f"{'requests':>8}  {'peak RSS MB':>11}  {'rows':>9}",
+    ]
+    for cell in cells:
+        rows = statistics.median(sum(run.rows.values()) for run in cell.runs)
+        lines.append(
+            f"{cell.latency_ms:>4} ms  {LABELS[cell.contender]:<12}  {len(cell.runs):>4}  "
+            f"{cell.median('rows_per_second'):>9,.0f}  {cell.median('wall_seconds'):>7.1f}  "
+            f"{cell.median('requests'):>8,.0f}  {cell.median('peak_rss_mb'):>11,.0f}  "
+            f"{rows:>9,.0f}"
+        )
+    return lines
+
+
+TARGETS = {(0, "plain"): 10.0, (0, "hand"): 0.5, (25, "plain"): 8.0}
+"""(latency in ms, the contender crmsync is compared with): least ratio of their rows/s."""
+
+
+def ratios(cells: Sequence[Cell]) -> list[str]:
+    by_key = {(cell.latency_ms, cell.contender): cell for cell in cells}
+    lines = []
+    rivals = sorted((key for key in by_key if key[1] != "crmsync"), key=order)
+    for latency_ms, other in rivals:
+        crmsync = by_key.get((latency_ms, "crmsync"))
+        if crmsync is None:
+            continue
+        ratio = crmsync.median("rows_per_second") / by_key[latency_ms, other].median(
+            "rows_per_second"
+        )
+        target = TARGETS.get((latency_ms, other))
+        verdict = f"   target >= {target:g}x: {pass_fail(ratio >= target)}" if target else ""
+        lines.append(
+            f"{latency_ms:>4} ms  crmsync / {LABELS[other]:<12} rows/s: {ratio:6.2f}x{verdict}"
+        )
+    return lines
+
+
+def order(key: tuple[int, str]) -> tuple[int, int]:
+    return key[0], CONTENDERS.index(key[1])
+
+
+def pass_fail(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def row_checks(cells: Sequence[Cell], live: dict[str, int]) -> list[str]:
+    """Each contender's landed rows against the server's live counts; warnings if they differ."""
+    lines = [f"server's live records: {format_sizes(live)}"]
+    for cell in cells:
+        for run in cell.runs:
+            differences = {
+                name: run.rows.get(name, 0) - count
+                for name, count in live.items()
+                if run.rows.get(name, 0) != count
+            }
+            if differences:
+                diff = ", ".join(f"{name} {delta:+,}" for name, delta in differences.items())
+                lines.append(
+                    f"!!! WARNING: {LABELS[cell.contender]} at {cell.latency_ms} ms landed "
+                    f"other row counts than the server's live records: {diff}"
+                )
+            if run.client_requests is not None and run.client_requests != run.requests:
+                lines.append(
+                    f"!!! WARNING: {LABELS[cell.contender]} at {cell.latency_ms} ms counted "
+                    f"{run.client_requests} requests, the server saw {run.requests}"
+                )
+    if len(lines) == 1:
+        lines.append("every run of every contender landed exactly the live records: OK")
+    return lines
+
+
+def memory_lines(small: Cell, large: Cell, plain: Cell, totals: Sequence[int]) -> list[str]:
+    small_peak, large_peak = small.median("peak_rss_mb"), large.median("peak_rss_mb")
+    plain_peak = plain.median("peak_rss_mb")
+    growth, advantage = large_peak / small_peak, plain_peak / large_peak
+    return [
+        f"crmsync peak RSS at {totals[0]:,} records: {small_peak:,.0f} MB",
+        f"crmsync peak RSS at {totals[1]:,} records: {large_peak:,.0f} MB",
+        f"plain dlt peak RSS on the standard data: {plain_peak:,.0f} MB",
+        f"peak({totals[1]:,}) / peak({totals[0]:,}): {growth:.2f}x   "
+        f"target <= 1.2x: {pass_fail(growth <= 1.2)}",
+        f"plain dlt peak / crmsync peak at {totals[1]:,}: {advantage:.2f}x   "
+        f"target >= 5x: {pass_fail(advantage >= 5)}",
+    ]
+
+
+def header(title: str, data: str) -> list[str]:
+    commit = subprocess.run(
+        ["git", "-C", str(BENCH), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return [f"{title} — {when}, commit {commit or '?'}, {os.cpu_count()} CPUs", data]
+
+
+def publish(lines: list[str]) -> None:
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write("\n" + text)
+    sys.stdout.flush()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(text, encoding="utf-8")
+    progress(f"written to {RESULTS.relative_to(BENCH.parent)}")
+
+
+# --- the two modes -----------------------------------------------------------------------------
+
+
+def benchmark(args: argparse.Namespace) -> None:
+    sizes = scaled(STANDARD_SIZES, args.scale)
+    with demo_server(sizes) as base_url:
+        live = live_counts(base_url)
+        cells = run_cells(base_url, args.contenders, args.latencies, args.repeats)
+    lines = header("crmsync benchmark", f"data: {format_sizes(sizes)}")
+    lines += ["", *table(cells), "", *ratios(cells), "", *row_checks(cells, live)]
+    publish(lines)
+
+
+def memory_benchmark(args: argparse.Namespace) -> None:
+    totals = [round(total * args.scale) for total in MEMORY_TOTALS]
+    crmsync_cells = []
+    for total in totals:
+        sizes = scaled(MEMORY_SMALL_SIZES, args.scale) | {
+            "contacts": total // 2,
+            "events": total - total // 2,
+        }
+        with demo_server(sizes) as base_url:
+            crmsync_cells += run_cells(base_url, ["crmsync"], [0], args.repeats)
+    with demo_server(scaled(STANDARD_SIZES, args.scale)) as base_url:
+        (plain,) = run_cells(base_url, ["plain"], [0], args.repeats)
+    cells = [*crmsync_cells, plain]
+    data = (
+        f"data: crmsync at {totals[0]:,} and {totals[1]:,} records (half contacts, half events),"
+        f" plain dlt at {format_sizes(scaled(STANDARD_SIZES, args.scale))}"
+    )
+    lines = header("crmsync memory benchmark", data)
+    lines += ["", *table(cells), "", *memory_lines(*crmsync_cells, plain, totals)]
+    publish(lines)
+
+
+# --- plumbing ------------------------------------------------------------------------------------
+
+
+def scaled(sizes: dict[str, int], scale: float) -> dict[str, int]:
+    return {name: max(1, round(count * scale)) for name, count in sizes.items()}
+
+
+def format_sizes(sizes: dict[str, int]) -> str:
+    return ", ".join(f"{count:,} {name}" for name, count in sizes.items())
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def contender_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or not set(names) <= set(CONTENDERS):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {','.join(CONTENDERS)}")
+    return names
+
+
+def latency_list(text: str) -> list[int]:
+    latencies = [int(value) for value in text.split(",")]
+    if min(latencies) < 0:
+        raise argparse.ArgumentTypeError("latencies are milliseconds >= 0")
+    return latencies
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="crmsync against plain dlt and a hand-written loader (see the docstring)."
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="peak RSS of crmsync at 100k and 1M records and of plain dlt instead "
+        "(ignores --contenders and --latencies)",
+    )
+    parser.add_argument("--contenders", type=contender_list, default=list(CONTENDERS))
+    parser.add_argument(
+        "--latencies", type=latency_list, default=[0, 25], help="server latency per request, ms"
+    )
+    parser.add_argument("--repeats", type=int, help="runs per contender and latency (default 3)")
+    parser.add_argument("--records-scale", type=float, help="multiplies every record count")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a sanity run: records scale {QUICK_SCALE} and 1 run each, unless given",
+    )
+    args = parser.parse_args(argv)
+    args.scale = args.records_scale or (QUICK_SCALE if args.quick else 1.0)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.memory:
+        memory_benchmark(args)
+    else:
+        benchmark(args)
+    progress(f"done in {(time.perf_counter() - started) / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()

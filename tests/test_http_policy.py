@@ -1,0 +1,193 @@
+"""The seed's retry policy against real faults from the bundled CRM, and the failures it ends in.
+
+Waits are test-sized (`fast_policy`: backoff factor 0.01) but the attempts are the seed's: one
+try and up to 3 retries. The server's own request log is the witness of every attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from crmsync.demo_server import DemoServer, Fault
+from crmsync.failures import EXIT_CONFIG, EXIT_SOURCE, describe
+from crmsync.http_policy import InsecureTransportError, check_transport
+from crmsync.source import SyncOptions
+from crmsync.sync import SyncFailed
+from tests.conftest import fast_policy, sync
+from tests.support.destinations import DuckDBDestination
+
+CONTACTS = SyncOptions(resources=("contacts",))
+
+
+@dataclass(frozen=True)
+class Survivable:
+    fault: Fault
+    attempts: int
+
+
+SURVIVABLE = {
+    "429-retry-after-0": Survivable(Fault("/contacts", "status", status=429, retry_after="0"), 2),
+    "500-once": Survivable(Fault("/contacts", "status", status=500), 2),
+    "502-once": Survivable(Fault("/contacts", "status", status=502), 2),
+    "503-burst-of-3": Survivable(Fault("/contacts", "status", status=503, times=3), 4),
+    "504-once": Survivable(Fault("/contacts", "status", status=504), 2),
+    "dropped-connection": Survivable(Fault("/contacts", "drop", times=2), 3),
+    "malformed-json": Survivable(Fault("/contacts", "malformed"), 2),
+    "hung-response": Survivable(Fault("/contacts", "hang", seconds=1.0), 2),
+}
+
+
+@pytest.mark.parametrize("case", SURVIVABLE.values(), ids=SURVIVABLE.keys())
+def test_a_transient_fault_is_retried_and_the_data_lands_exactly(
+    crm: DemoServer, destination: DuckDBDestination, case: Survivable
+) -> None:
+    crm.faults.add(case.fault)
+
+    result = sync(crm, destination, CONTACTS, policy=fast_policy(read_timeout=0.3))
+
+    assert len(crm.requests_for("contacts")) == case.attempts
+    assert destination.ids("contacts") == sorted(crm.store.ids("contacts"))
+    tally = result.ledger.tallies["/contacts"]
+    assert (tally.requests, tally.retries, tally.outcome) == (
+        case.attempts,
+        case.attempts - 1,
+        "ok",
+    )
+
+
+def test_retry_after_is_waited_for_before_the_retry(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=429, retry_after="1"))
+
+    result = sync(crm, destination, CONTACTS)
+
+    throttled, retried = crm.requests_for("contacts")
+    assert throttled.status == 429 and retried.status == 200
+    assert retried.at - throttled.finished_at >= 1.0
+    tally = result.ledger.tallies["/contacts"]
+    assert (tally.throttled, tally.retries) == (1, 1)
+    assert tally.wait_seconds >= 1.0
+
+
+def test_a_retry_after_longer_than_the_cap_is_cut_to_the_cap(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=429, retry_after="3600"))
+
+    sync(crm, destination, CONTACTS, policy=fast_policy(max_retry_delay=0.5))
+
+    throttled, retried = crm.requests_for("contacts")
+    assert 0.5 <= retried.at - throttled.finished_at < 5
+
+
+@dataclass(frozen=True)
+class Fatal:
+    fault: Fault
+    attempts: int
+    exit_code: int
+    message: str
+
+
+FATAL = {
+    "permanent-500": Fatal(
+        Fault("/contacts", "status", status=500, times=None),
+        4,
+        EXIT_SOURCE,
+        "contacts: GET /contacts?include_deleted=true&page[limit]=500&page[page]=1 answered 500"
+        " Internal Server Error after 4 attempts; the CRM is failing; try again later",
+    ),
+    "permanent-429": Fatal(
+        Fault("/contacts", "status", status=429, retry_after="0", times=None),
+        4,
+        EXIT_SOURCE,
+        "answered 429 Too Many Requests after 4 attempts",
+    ),
+    "permanent-malformed-json": Fatal(
+        Fault("/contacts", "malformed", times=None),
+        4,
+        EXIT_SOURCE,
+        "returned 200 with a body that is not JSON after 4 attempts",
+    ),
+    "permanent-hang": Fatal(
+        Fault("/contacts", "hang", seconds=1.0, times=None), 4, EXIT_SOURCE, "timed out"
+    ),
+    "400": Fatal(Fault("/contacts", "status", status=400), 1, EXIT_SOURCE, "answered 400"),
+    "401": Fatal(Fault("/contacts", "status", status=401), 1, EXIT_CONFIG, "answered 401"),
+    "403": Fatal(Fault("/contacts", "status", status=403), 1, EXIT_CONFIG, "answered 403"),
+    "404": Fatal(Fault("/contacts", "status", status=404), 1, EXIT_SOURCE, "answered 404"),
+}
+
+
+@pytest.mark.parametrize("case", FATAL.values(), ids=FATAL.keys())
+def test_a_fault_that_persists_fails_clearly_after_the_seeds_attempts(
+    crm: DemoServer, destination: DuckDBDestination, case: Fatal
+) -> None:
+    crm.faults.add(case.fault)
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(crm, destination, CONTACTS, policy=fast_policy(read_timeout=0.3))
+
+    assert len(crm.requests_for("contacts")) == case.attempts
+    failure = describe(raised.value.__cause__ or raised.value, raised.value.attempts)
+    assert failure.exit_code == case.exit_code
+    assert case.message in failure.message
+    assert failure.message.startswith("contacts: GET /contacts")
+    assert "\n" not in failure.message
+    assert "contacts" not in _tables(destination)
+
+
+def test_a_failing_resource_loads_nothing_while_the_others_wait_for_a_rerun(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=503, times=4, page=1))
+
+    with pytest.raises(SyncFailed):
+        sync(crm, destination)
+    sync(crm, destination)
+
+    for resource in ("accounts", "contacts", "events", "products", "pipelines"):
+        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
+
+
+def test_a_bad_page_in_the_middle_is_retried_and_never_half_loaded(
+    start_crm: object, destination: DuckDBDestination
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})  # type: ignore[operator]
+    server.faults.add(Fault("/contacts", "malformed", times=None, page=2))
+
+    with pytest.raises(SyncFailed):
+        sync(server, destination, CONTACTS)
+
+    assert "contacts" not in _tables(destination)
+    pages = [int(r.params["page[page]"]) for r in server.requests_for("contacts")]
+    assert pages == [1, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8080", False),
+        ("http://localhost:8080", False),
+        ("http://[::1]:8080", False),
+        ("https://crm.example.com", False),
+        ("http://crm.example.com", True),
+    ],
+)
+def test_plain_http_is_allowed_only_to_loopback_or_when_opted_in(url: str, allowed: bool) -> None:
+    check_transport(url, allow_insecure_http=allowed)
+
+
+@pytest.mark.parametrize("url", ["http://crm.example.com", "http://10.1.2.3:8080"])
+def test_plain_http_to_another_host_is_refused(url: str) -> None:
+    with pytest.raises(InsecureTransportError, match="--allow-insecure-http"):
+        check_transport(url, allow_insecure_http=False)
+
+
+def _tables(destination: DuckDBDestination) -> set[str]:
+    try:
+        return destination.tables()
+    except Exception:
+        return set()

@@ -1,0 +1,104 @@
+"""Whole runs: the run ledger, recovery after `kill -9`, and that no secret is ever written."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from crmsync.demo_server import DEFAULT_USERNAME, DemoServer, Fault
+from crmsync.failures import EXIT_OK, EXIT_SOURCE
+from crmsync.source import SyncOptions
+from crmsync.sync import SyncFailed
+from tests.conftest import RESOURCES, sync
+from tests.support.destinations import DuckDBDestination
+from tests.test_cli import CRMSYNC, crm_env, run_crmsync
+
+SECRET = "Leak-Canary-7f3a9c2e"
+
+
+def test_the_run_ledger_is_stored_beside_the_data(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=429, retry_after="0"))
+
+    sync(crm, destination)
+    sync(crm, destination)
+
+    rows = destination.query(
+        "select resource, requests, retries, throttled, pages, rows, reported_total, complete,"
+        " outcome from {_crmsync_runs} order by finished_at, resource"
+    )
+    first_run = {row[0]: row[1:] for row in rows[:5]}
+    assert first_run["contacts"] == (2, 1, 1, 1, 60, 60, True, "ok")
+    assert first_run["events"] == (1, 0, 0, 1, 90, None, None, "ok")
+    assert len(rows) == 10
+    assert len({row[0] for row in destination.query("select run_id from {_crmsync_runs}")}) == 2
+
+
+def test_a_failed_run_is_recorded_in_the_ledger_as_failed(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=500, times=None))
+
+    with pytest.raises(SyncFailed):
+        sync(crm, destination, SyncOptions(resources=("contacts", "products")))
+
+    rows = dict(destination.query("select resource, outcome from {_crmsync_runs}"))
+    assert rows["contacts"] == "failed"
+
+
+def test_the_password_appears_nowhere_the_run_wrote(start_crm: object, workdir: Path) -> None:
+    server: DemoServer = start_crm(password=SECRET)  # type: ignore[operator]
+    outputs = []
+    done = run_crmsync(workdir, "run", env=crm_env(server, password=SECRET))
+    assert done.returncode == EXIT_OK, done.stderr
+    outputs.append(done.stdout + done.stderr)
+    server.faults.add(Fault("/contacts", "status", status=500, times=None))
+    for args in (("run",), ("run", "--debug"), ("check",)):
+        failed = run_crmsync(workdir, *args, env=crm_env(server, password=SECRET))
+        assert failed.returncode == EXIT_SOURCE
+        outputs.append(failed.stdout + failed.stderr)
+
+    basic = base64.b64encode(f"{DEFAULT_USERNAME}:{SECRET}".encode())
+    needles = (SECRET.encode(), basic)
+    assert not [o for o in outputs for n in needles if n.decode() in o]
+    written = [p for p in workdir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".duckdb" for p in written)
+    assert len(written) > 10
+    assert [str(p) for p in written for n in needles if n in p.read_bytes()] == []
+
+
+@pytest.mark.parametrize(
+    "after_requests", [2, 9, 18], ids=["early-extract", "mid-extract", "after-last-request"]
+)
+def test_a_rerun_after_kill_9_completes_with_exact_counts(
+    start_crm: object, workdir: Path, after_requests: int
+) -> None:
+    sizes = {"accounts": 1500, "contacts": 3000, "events": 3000, "products": 40, "pipelines": 3}
+    # 3 + 6 + 7 + 1 + 1 = 18 requests in all: events end on an empty page, the others on meta
+    server: DemoServer = start_crm(sizes, latency_ms=40)  # type: ignore[operator]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update(crm_env(server), DLT_DATA_DIR=str(workdir / "dlt-data"))
+    victim = subprocess.Popen(
+        [CRMSYNC, "run"], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 60
+    while len(server.requests) < after_requests and victim.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL
+    server.latency_ms = 0
+
+    done = run_crmsync(workdir, "run", env=crm_env(server))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    destination = DuckDBDestination(workdir)
+    for resource in RESOURCES:
+        assert destination.ids(resource) == sorted(server.store.ids(resource)), resource
