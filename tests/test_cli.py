@@ -147,7 +147,11 @@ def test_a_config_file_adds_a_resource_and_changes_another(crm: DemoServer, work
         """
 [[resources]]
 name = "contacts"
-endpoint = { paginator = { type = "page_number", page_param = "page[page]", limit_param = "page[limit]", limit = 25 } }
+[resources.endpoint.paginator]
+type = "page_number"
+page_param = "page[page]"
+limit_param = "page[limit]"
+limit = 25
 
 [[resources]]
 name = "activity"
