@@ -39,7 +39,8 @@ them. The live counts come from the server itself (the last non-empty page at pa
 Mismatches are printed as warnings under the table.
 
 Run: ``make bench`` (``--help`` for subsets, ``--quick`` for a fast sanity run) and
-``make bench-memory``. The report is also written to ``bench/results/latest.txt``.
+``make bench-memory``. The report is also written to ``bench/results/latest.txt``
+(``latest-memory.txt`` for ``--memory``).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ from crm_api import ENDPOINTS, PASSWORD, USERNAME, Endpoint
 
 BENCH = Path(__file__).resolve().parent
 CHILD = BENCH / "contenders.py"
-RESULTS = BENCH / "results" / "latest.txt"
+RESULTS = BENCH / "results"
 CONTENDERS = ("crmsync", "plain", "hand")
 LABELS = {"crmsync": "crmsync", "plain": "plain dlt", "hand": "hand-written"}
 STANDARD_SIZES = {
@@ -352,13 +353,13 @@ def header(title: str, data: str) -> list[str]:
     return [f"{title} — {when}, commit {commit or '?'}, {os.cpu_count()} CPUs", data]
 
 
-def publish(lines: list[str]) -> None:
+def publish(lines: list[str], file_name: str) -> None:
     text = "\n".join(lines) + "\n"
     sys.stdout.write("\n" + text)
     sys.stdout.flush()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text, encoding="utf-8")
-    progress(f"written to {RESULTS.relative_to(BENCH.parent)}")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / file_name).write_text(text, encoding="utf-8")
+    progress(f"written to {(RESULTS / file_name).relative_to(BENCH.parent)}")
 
 
 # --- the two modes -----------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def benchmark(args: argparse.Namespace) -> None:
         cells = run_cells(base_url, args.contenders, args.latencies, args.repeats)
     lines = header("crmsync benchmark", f"data: {format_sizes(sizes)}")
     lines += ["", *table(cells), "", *ratios(cells), "", *row_checks(cells, live)]
-    publish(lines)
+    publish(lines, "latest.txt")
 
 
 def memory_benchmark(args: argparse.Namespace) -> None:
@@ -393,7 +394,7 @@ def memory_benchmark(args: argparse.Namespace) -> None:
     )
     lines = header("crmsync memory benchmark", data)
     lines += ["", *table(cells), "", *memory_lines(*crmsync_cells, plain, totals)]
-    publish(lines)
+    publish(lines, "latest-memory.txt")
 
 
 # --- plumbing ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import SyncResult, run_sync
 from tests.support.destinations import DuckDBDestination
 
-SMALL_SIZES = {"accounts": 30, "contacts": 60, "events": 90, "products": 12, "pipelines": 3}
+SMALL_SIZES = {"accounts": 30, "contacts": 60, "events": 90, "products": 12, "pipelines": 8}
 RESOURCES = ("accounts", "contacts", "events", "products", "pipelines")
 
 

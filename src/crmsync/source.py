@@ -138,6 +138,9 @@ def _apply_sync_mode(
             incremental["initial_value"] = sync.since
         incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
         incremental["convert"] = _ReadStart(name, incremental.get("convert"))
+        # dlt would drop a record re-read at the boundary second when its id was seen there
+        # before, i.e. a second update within that second; merge on `id` dedups instead
+        incremental["primary_key"] = []
         endpoint["incremental"] = incremental
     resource["endpoint"] = endpoint
     if sync.keep_deleted:

@@ -1,0 +1,209 @@
+"""Incremental sync: only what changed is fetched, and the destination mirrors the CRM."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from crmsync.demo_server import DemoServer, Fault
+from crmsync.failures import causes
+from crmsync.ledger import IncompleteReadError
+from crmsync.source import SyncOptions
+from crmsync.sync import SyncFailed
+from tests.conftest import RESOURCES, sync
+from tests.support.destinations import DuckDBDestination
+
+MUTABLE = ("accounts", "contacts", "products", "pipelines")
+
+
+def since_sent(server: DemoServer, resource: str) -> set[str | None]:
+    return {r.params.get("updated_since") for r in server.requests_for(resource)}
+
+
+def test_the_second_sync_fetches_only_changes_and_mirrors_them(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination)
+    first_max = {r: max(x["updated_at"] for x in crm.store.records(r)) for r in RESOURCES}
+    changed = {r: crm.mutate(r, create=2, update=3, delete=2) for r in MUTABLE}
+    changed["events"] = crm.mutate("events", create=4, update=1)
+    crm.store.update("contacts", [changed["contacts"].updated[0]], {"title": "Chief Tester"})
+    crm.clear_requests()
+
+    sync(crm, destination)
+
+    for resource in RESOURCES:
+        mutation = changed[resource]
+        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
+        assert set(mutation.created) <= set(destination.ids(resource))
+        assert not set(mutation.deleted) & set(destination.ids(resource))
+        (since,) = since_sent(crm, resource)
+        assert since is not None
+        served = sum(r.rows for r in crm.requests_for(resource))
+        expected = [x for x in crm.store.records(resource) if x["updated_at"] >= since]
+        assert served == len(expected), resource
+        touched = {*mutation.created, *mutation.updated, *mutation.deleted}
+        assert touched <= {x["id"] for x in expected}
+        lookback_only = [x for x in expected if x["id"] not in touched]
+        assert all(x["updated_at"] <= first_max[resource] for x in lookback_only)
+    (title,) = destination.query(
+        f"select title from {{contacts}} where id = {changed['contacts'].updated[0]}"
+    )[0]
+    assert title == "Chief Tester"
+
+
+def test_the_first_sync_starts_at_since_when_given(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    since = "2026-01-01T00:00:00Z"
+
+    sync(crm, destination, SyncOptions(resources=("contacts",), since=since))
+
+    assert since_sent(crm, "contacts") == {since}
+    live = crm.store.records("contacts", include_deleted=False)
+    assert destination.ids("contacts") == sorted(x["id"] for x in live if x["updated_at"] >= since)
+
+
+def test_several_updates_within_the_boundary_second_are_all_kept(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    options = SyncOptions(resources=("contacts",), lookback_seconds=0)
+    crm.store.set_clock(datetime.now(UTC).replace(microsecond=0))
+    crm.store.update("contacts", [1, 2], {"title": "first"})
+    sync(crm, destination, options)
+    crm.store.update("contacts", [1], {"title": "second"})
+    created = crm.mutate("contacts", create=1).created
+
+    sync(crm, destination, options)
+
+    titles = dict(destination.query("select id, title from {contacts} where id in (1, 2)"))
+    assert titles == {1: "second", 2: "first"}
+    assert set(created) <= set(destination.ids("contacts"))
+
+
+def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
+    start_crm: object, destination: DuckDBDestination
+) -> None:
+    """Contact 1 changes after its page was read, contact 1400 later, before its page is read.
+
+    The cursor then holds 1400's newer timestamp; the next run must still ask from before 1's.
+    """
+    server: DemoServer = start_crm({"contacts": 1500}, latency_ms=1500)  # type: ignore[operator]
+    options = SyncOptions(resources=("contacts",), lookback_seconds=1)
+
+    def change_while_reading() -> None:
+        while len([r for r in server.requests_for("contacts") if r.status == 200]) < 1:
+            time.sleep(0.01)
+        server.store.update("contacts", [1], {"title": "changed behind the reader"})
+        time.sleep(2.1)
+        server.store.update("contacts", [1400], {"title": "changed ahead of the reader"})
+
+    changer = threading.Thread(target=change_while_reading)
+    changer.start()
+    sync(server, destination, options)
+    changer.join()
+    first = dict(destination.query("select id, title from {contacts} where id in (1, 1400)"))
+    assert first[1400] == "changed ahead of the reader"
+    assert first[1] != "changed behind the reader"
+    server.latency_ms = 0
+
+    sync(server, destination, options)
+
+    titles = dict(destination.query("select id, title from {contacts} where id in (1, 1400)"))
+    assert titles == {1: "changed behind the reader", 1400: "changed ahead of the reader"}
+
+
+def test_the_cursor_does_not_advance_when_a_sync_fails(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    options = SyncOptions(resources=("contacts",))
+    sync(crm, destination, options)
+    crm.mutate("contacts", update=2)
+    crm.clear_requests()
+    crm.faults.add(Fault("/contacts", "status", status=500, times=4))
+    with pytest.raises(SyncFailed):
+        sync(crm, destination, options)
+    failed_since = since_sent(crm, "contacts")
+    crm.clear_requests()
+
+    sync(crm, destination, options)
+
+    assert since_sent(crm, "contacts") == failed_since
+    assert destination.ids("contacts") == sorted(crm.store.ids("contacts"))
+
+
+def test_full_refresh_leaves_the_destination_exactly_equal_to_the_crm(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination)
+    before = destination.query("select count(*) from {accounts__tags}")
+    crm.mutate("contacts", update=3, delete=3)
+    crm.clear_requests()
+
+    sync(crm, destination, SyncOptions(full_refresh=True, resources=("accounts", "contacts")))
+
+    assert since_sent(crm, "contacts") == {None}
+    assert {r.resource for r in crm.requests} == {"accounts", "contacts"}
+    for resource in RESOURCES:
+        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
+    assert destination.query("select count(*) from {accounts__tags}") == before
+
+
+def test_full_refresh_removes_rows_whose_deletion_was_missed(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    sync(crm, destination, SyncOptions(resources=("contacts",), keep_deleted=True))
+    deleted = crm.store.ids("contacts", include_deleted=True) - crm.store.ids("contacts")
+    assert deleted and deleted <= set(destination.ids("contacts"))
+
+    sync(crm, destination, SyncOptions(resources=("contacts",), full_refresh=True))
+
+    assert destination.ids("contacts") == sorted(crm.store.ids("contacts"))
+
+
+def test_keep_deleted_keeps_soft_deleted_rows_flagged(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    options = SyncOptions(resources=("accounts",), keep_deleted=True)
+    sync(crm, destination, options)
+    newly_deleted = crm.mutate("accounts", delete=2).deleted
+
+    sync(crm, destination, options)
+
+    every_id = crm.store.ids("accounts", include_deleted=True)
+    assert destination.ids("accounts") == sorted(every_id)
+    flagged = {
+        row[0]
+        for row in destination.query("select id from {accounts} where deleted_at is not null")
+    }
+    assert flagged == every_id - crm.store.ids("accounts")
+    assert set(newly_deleted) <= flagged
+
+
+def test_an_under_reporting_page_is_flagged_incomplete(
+    start_crm: object, destination: DuckDBDestination
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})  # type: ignore[operator]
+    server.faults.add(Fault("/contacts", "short_page", page=2))
+
+    result = sync(server, destination, SyncOptions(resources=("contacts",)))
+
+    tally = result.ledger.tallies["/contacts"]
+    assert (tally.rows, tally.reported_total, tally.complete) == (999, 1200, False)
+    assert tally.outcome == "incomplete"
+
+
+def test_strict_fails_an_incomplete_read_and_loads_nothing(
+    start_crm: object, destination: DuckDBDestination
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})  # type: ignore[operator]
+    server.faults.add(Fault("/contacts", "short_page", page=2))
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(server, destination, SyncOptions(resources=("contacts",), strict=True))
+
+    assert any(isinstance(e, IncompleteReadError) for e in causes(raised.value))
+    assert "contacts" not in destination.tables()
