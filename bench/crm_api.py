@@ -1,7 +1,7 @@
 """The slice of the CRM API contract (``shared/crm-api.md``) the benchmark needs.
 
-Kept free of heavy imports: both the harness (``compare.py``) and every contender's child
-process read it, and the harness must stay small (see ``compare.py`` on peak RSS).
+Kept free of heavy imports: the harness (``compare.py``) and every contender's child process
+read it, and a child should load only what its own contender needs.
 """
 
 from __future__ import annotations

@@ -16,7 +16,14 @@ from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.http_policy import HttpPolicy
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import SyncResult, run_sync
-from tests.support.destinations import DuckDBDestination
+from tests.support.destinations import (
+    DeltaDestination,
+    Destination,
+    DuckDBDestination,
+    FilesystemDestination,
+    PostgresDestination,
+)
+from tests.support.postgres import PostgresServer
 
 SMALL_SIZES = {"accounts": 30, "contacts": 60, "events": 90, "products": 12, "pipelines": 8}
 RESOURCES = ("accounts", "contacts", "events", "products", "pipelines")
@@ -50,10 +57,25 @@ def crm(start_crm: Callable[..., DemoServer]) -> DemoServer:
     return start_crm()
 
 
-@pytest.fixture(params=["duckdb"])
-def destination(request: pytest.FixtureRequest, workdir: Path) -> DuckDBDestination:
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the session, installed and started on first use, then removed."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["duckdb", "postgres", "parquet", "delta"])
+def destination(request: pytest.FixtureRequest, workdir: Path) -> Destination:
     """Every destination the end-to-end suite proves the same guarantees on."""
-    return DuckDBDestination(workdir)
+    if request.param == "postgres":
+        return PostgresDestination(workdir, request.getfixturevalue("postgres_server"))
+    kinds: dict[str, type[Destination]] = {
+        "duckdb": DuckDBDestination,
+        "parquet": FilesystemDestination,
+        "delta": DeltaDestination,
+    }
+    return kinds[request.param](workdir)
 
 
 def connection_to(server: DemoServer, password: str = DEFAULT_PASSWORD) -> CrmConnection:

@@ -33,6 +33,7 @@ from tenacity import (
 )
 
 from crmsync.ledger import RunLedger
+from crmsync.pagination import PageLookahead
 
 register_auth("basic", HttpBasicAuth)
 """The seed writes `"type": "basic"`; dlt calls the same scheme `http_basic`."""
@@ -175,6 +176,7 @@ class CrmSession(requests.Session):
         self.ledger = ledger or RunLedger()
         self.budget = budget or RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
         self.timeout = (policy.connect_timeout, policy.read_timeout)
+        self.lookahead = PageLookahead(self, policy.max_in_flight)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -205,9 +207,20 @@ class CrmSession(requests.Session):
         return self
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        prefetched = self.lookahead.take(str(request.url))
+        if prefetched is not None:
+            return prefetched.result()
+        return self.fetch(request, **kwargs)
+
+    def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        """Sends now, under the retry policy and the budget (the look-ahead sends this way)."""
         kwargs.setdefault("timeout", self.timeout)
         response: requests.Response = self._retrying(self._attempt, request, **kwargs)
         return response
+
+    def close(self) -> None:
+        self.lookahead.close()
+        super().close()
 
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path

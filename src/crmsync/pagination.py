@@ -9,8 +9,13 @@ request, and stops at the first short or empty page.
 
 from __future__ import annotations
 
+import copy
+import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+import requests
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
@@ -25,6 +30,64 @@ class PageObserver(Protocol):
     def page_read(self, rows: int, total: int | None) -> None: ...
 
     def read_finished(self) -> None: ...
+
+
+class PageFetcher(Protocol):
+    """The session the look-ahead sends through (`crmsync.http_policy.CrmSession`)."""
+
+    def prepare_request(self, request: Request) -> requests.PreparedRequest: ...
+
+    def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> Response: ...
+
+
+class PageLookahead:
+    """Fetches the pages a paginator expects next, concurrently, before it asks for them.
+
+    rest_api reads a resource's pages strictly one after another; over a 25 ms link that is
+    mostly waiting. The paginator knows which pages come next (all of them once `meta.total` is
+    known; otherwise a window that doubles with every full page), so it names them here; each
+    is sent through the same session — retries, budget and ledger included — and handed over
+    when rest_api asks for exactly that URL. Pages past the end come back empty and are
+    dropped when the paginator finishes, so nothing is loaded twice or skipped.
+    """
+
+    def __init__(self, session: PageFetcher, max_pages: int) -> None:
+        self.session = session
+        self.max_pages = max(1, max_pages)
+        self._pool = ThreadPoolExecutor(self.max_pages, thread_name_prefix="crmsync-lookahead")
+        self._by_url: dict[str, Future[Response]] = {}
+        self._by_read: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PageLookahead:
+        return self
+
+    def expect(self, request: Request, page_param: str, pages: range) -> None:
+        for page in pages:
+            ahead = copy.copy(request)
+            ahead.params = {**(request.params or {}), page_param: page}
+            prepared = self.session.prepare_request(ahead)
+            url = str(prepared.url)
+            with self._lock:
+                if url in self._by_url:
+                    continue
+                self._by_url[url] = self._pool.submit(self.session.fetch, prepared)
+                self._by_read.setdefault(id(request), []).append(url)
+
+    def take(self, url: str) -> Future[Response] | None:
+        with self._lock:
+            return self._by_url.pop(url, None)
+
+    def discard(self, request: Request) -> None:
+        """The read is over: pages fetched past its end are not needed."""
+        with self._lock:
+            for url in self._by_read.pop(id(request), []):
+                future = self._by_url.pop(url, None)
+                if future is not None:
+                    future.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class PageNumberPaginator(BasePaginator):
@@ -49,6 +112,7 @@ class PageNumberPaginator(BasePaginator):
         total_path: jsonpath.TJsonPath | None = "meta.total",
         maximum_page: int | None = None,
         observer: PageObserver | None = None,
+        lookahead: PageLookahead | None = None,
     ) -> None:
         super().__init__()
         if limit is not None and limit < 1:
@@ -60,13 +124,20 @@ class PageNumberPaginator(BasePaginator):
         self.total_path = jsonpath.compile_path(total_path) if total_path else None
         self.maximum_page = maximum_page
         self.observer = observer
+        self.lookahead = lookahead
         self.page = base_page
         self.rows_seen = 0
+        self.total: int | None = None
+        self._window = 1
+        self._request: Request | None = None
 
     def init_request(self, request: Request) -> None:
         self._has_next_page = True
         self.page = self.base_page
         self.rows_seen = 0
+        self.total = None
+        self._window = 1
+        self._request = request
         if request.params is None:
             request.params = {}
         if self.limit_param and self.limit is not None:
@@ -76,7 +147,7 @@ class PageNumberPaginator(BasePaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         rows = len(data or ())
         self.rows_seen += rows
-        total = self._total(response)
+        total = self.total = self._total(response)
         if self.observer is not None:
             self.observer.page_read(rows, total)
         self._has_next_page = not (
@@ -85,7 +156,11 @@ class PageNumberPaginator(BasePaginator):
             or (total is not None and self.rows_seen >= total)
             or (self.maximum_page is not None and self.page >= self.maximum_page)
         )
-        if not self._has_next_page and self.observer is not None:
+        if self._has_next_page:
+            return
+        if self.lookahead is not None and self._request is not None:
+            self.lookahead.discard(self._request)
+        if self.observer is not None:
             self.observer.read_finished()
 
     def update_request(self, request: Request) -> None:
@@ -93,6 +168,20 @@ class PageNumberPaginator(BasePaginator):
         if request.params is None:
             request.params = {}
         request.params[self.page_param] = self.page
+        if self.lookahead is not None:
+            self.lookahead.expect(request, self.page_param, self._pages_ahead())
+
+    def _pages_ahead(self) -> range:
+        """The next pages: up to the last one `meta.total` implies, or a doubling window."""
+        reach = self.lookahead.max_pages if self.lookahead else 1
+        if self.total is not None and self.limit:
+            last = self.base_page + math.ceil(self.total / self.limit) - 1
+        else:
+            last = self.page + self._window - 1
+            self._window = min(reach, self._window * 2)
+        if self.maximum_page is not None:
+            last = min(last, self.maximum_page)
+        return range(self.page, min(last, self.page + reach - 1) + 1)
 
     def _total(self, response: Response) -> int | None:
         if self.total_path is None:
@@ -112,7 +201,9 @@ class PageNumberPaginator(BasePaginator):
         )
 
 
-def paginator_from_config(config: Any, observer: PageObserver | None = None) -> Any:
+def paginator_from_config(
+    config: Any, observer: PageObserver | None = None, lookahead: PageLookahead | None = None
+) -> Any:
     """An instance for a page-number config dict; any other paginator config as it is.
 
     dlt validates paginator dicts against its own typed configs, which reject the seed's
@@ -121,4 +212,4 @@ def paginator_from_config(config: Any, observer: PageObserver | None = None) -> 
     if not isinstance(config, dict) or config.get("type") not in PAGE_NUMBER_TYPES:
         return config
     kwargs = {key: value for key, value in config.items() if key != "type"}
-    return PageNumberPaginator(**kwargs, observer=observer)
+    return PageNumberPaginator(**kwargs, observer=observer, lookahead=lookahead)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,8 +12,9 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from crmsync.destinations import adapt_source, table_row_counts
 from crmsync.failures import causes
-from crmsync.http_policy import HttpPolicy, load_policy
+from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
 from crmsync.profile import Profile
 from crmsync.source import CrmConnection, SyncOptions, crm_source
@@ -28,6 +30,8 @@ class RunSettings:
     pipeline_name: str = DEFAULT_PIPELINE
     pipelines_dir: str | None = None
     loader_file_format: str | None = None
+    table_format: str | None = None
+    """`delta` on the filesystem destination (else `table_format` under its config section)."""
 
 
 @dataclass
@@ -75,12 +79,14 @@ def run_sync(
     policy = policy or load_policy()
     ledger = ledger or RunLedger(strict=sync.strict)
     pipeline = make_pipeline(settings)
-    source = crm_source(connection, profile, sync, policy, ledger)
+    session = CrmSession(policy, ledger)
+    source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
+    _arrow_rows_like_dict_rows()
     try:
         info = pipeline.run(
             source,
             refresh="drop_data" if sync.full_refresh else None,  # type: ignore[arg-type]
-            loader_file_format=settings.loader_file_format,  # type: ignore[arg-type]
+            loader_file_format=_file_format(pipeline, settings),  # type: ignore[arg-type]
         )
     except PipelineStepFailed as error:
         failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
@@ -88,12 +94,29 @@ def run_sync(
         if error.step == "extract":
             _store_ledger(pipeline, ledger)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
+    finally:
+        session.close()
     ledger.finish()
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     row_counts = dict(normalize_info.row_counts) if normalize_info else {}
     _store_ledger(pipeline, ledger)
-    table_rows = dict(pipeline.dataset().row_counts().fetchall())
+    table_rows = table_row_counts(pipeline)
     return SyncResult(ledger, row_counts, table_rows, info)
+
+
+def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
+    """Parquet where the destination takes it: the fast path's tables pass straight through,
+    and DuckDB's default (SQL inserts) needs gigabytes of memory for a large CRM."""
+    if settings.loader_file_format:
+        return settings.loader_file_format
+    capabilities = pipeline.destination.capabilities()
+    return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
+
+
+def _arrow_rows_like_dict_rows() -> None:
+    """Arrow tables get `_dlt_load_id` and `_dlt_id` as dict rows do, unless set otherwise."""
+    for key in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
+        os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{key}", "true")
 
 
 def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:

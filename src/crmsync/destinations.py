@@ -1,0 +1,390 @@
+"""What crmsync decides per dlt destination, and the dry run that checks a destination's settings.
+
+dlt does the loading and reads every destination setting (`.dlt/secrets.toml`, `.dlt/config.toml`,
+`DESTINATION__<NAME>__...` variables); crmsync only adds what its guarantees need:
+
+- **filesystem** writes Parquet files. Plain files cannot merge, so each run appends the records
+  it read, soft-deleted ones included, flagged by `deleted_at`.
+- **filesystem with `table_format = "delta"`** (`[destination.filesystem]`, or
+  `RunSettings.table_format`) writes Delta tables that merge on `id` and remove deleted records.
+  dlt 1.31 refuses deletes on a Delta table that has nested tables, so the contract's lists
+  (`accounts.tags`, `pipelines.stages`) stay in their row as JSON there, not in child tables.
+- every other destination gets dlt's defaults: merge on `id`, soft-deleted records removed.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import difflib
+import os
+import tempfile
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.exceptions import (
+    ConfigFieldMissingException,
+    ConfigurationException,
+    LookupTrace,
+    LookupTraces,
+)
+from dlt.common.configuration.specs import BaseConfiguration
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.extract import DltSource
+
+from crmsync.profile import Profile, resource_names
+
+if TYPE_CHECKING:
+    from crmsync.source import CrmConnection, SyncOptions
+    from crmsync.sync import RunSettings
+
+FILESYSTEM = "filesystem"
+TABLE_FORMATS = ("delta",)
+"""Open table formats crmsync runs and tests on the filesystem destination."""
+
+CONTRACT_LISTS: dict[str, tuple[str, ...]] = {"accounts": ("tags",), "pipelines": ("stages",)}
+"""The contract's list fields: child tables everywhere but on Delta, where they stay in-row."""
+
+_NO_CONNECTION_CHECK = {"duckdb", "dummy"}
+"""Destinations whose connection a dry run does not open: for DuckDB that would create the file."""
+
+
+class DestinationSettingError(ConfigurationException):
+    """A destination setting is missing or wrong; the message names it and where to set it."""
+
+
+def resolve(destination: Any) -> Destination[Any, Any]:
+    """dlt's destination factory for a name (`postgres`), a named destination, or a factory."""
+    try:
+        factory = Destination.from_reference(destination)
+    except UnknownDestinationModule:
+        factory = None
+    if factory is not None:
+        return factory
+    raise DestinationSettingError(
+        f"unknown destination {destination!r}: use a dlt destination (duckdb, postgres,"
+        " filesystem, bigquery, snowflake, databricks, clickhouse, motherduck, ...) or name"
+        f" one with DESTINATION__{str(destination).upper()}__DESTINATION_TYPE"
+    )
+
+
+def destination_type(destination: Any) -> str:
+    """`postgres` for `postgres`, `dlt.destinations.postgres(...)` or a named postgres."""
+    return resolve(destination).destination_type.rsplit(".", 1)[-1]
+
+
+def _config_key(destination: Any, key: str) -> str:
+    return f"destination.{resolve(destination).destination_name}.{key}"
+
+
+def table_format(settings: RunSettings) -> str | None:
+    """`RunSettings.table_format`, else `table_format` under the destination's config section."""
+    value = settings.table_format
+    if value is None:
+        value = dlt.config.get(_config_key(settings.destination, "table_format"))
+    if value is None:
+        return None
+    name = resolve(settings.destination).destination_name
+    key = f"DESTINATION__{name.upper()}__TABLE_FORMAT (or table_format under [destination.{name}])"
+    if destination_type(settings.destination) != FILESYSTEM:
+        raise DestinationSettingError(f"table_format is a filesystem setting; remove {key}")
+    if value not in TABLE_FORMATS:
+        raise DestinationSettingError(
+            f"table_format {value!r} is not supported: set {key} to"
+            f" {' or '.join(TABLE_FORMATS)}, or leave it out for Parquet files"
+        )
+    return str(value)
+
+
+def adapt_source(source: DltSource, settings: RunSettings) -> DltSource:
+    """Lays the destination's needs over the source's hints; other destinations: unchanged."""
+    if destination_type(settings.destination) != FILESYSTEM:
+        return source
+    chosen = table_format(settings)
+    for resource in source.selected_resources.values():
+        if chosen:
+            resource.apply_hints(table_format=chosen)  # type: ignore[arg-type]
+            lists = CONTRACT_LISTS.get(resource.name, ())
+            if lists:
+                resource.apply_hints(columns={f: {"data_type": "json"} for f in lists})
+        else:
+            # files cannot merge: say so (dlt would fall back to append, warning per table)
+            resource.apply_hints(write_disposition="append")
+            columns = resource.columns if isinstance(resource.columns, dict) else {}
+            flagged = [name for name, hint in columns.items() if hint.get("hard_delete")]
+            if flagged:
+                resource.apply_hints(columns={n: {"hard_delete": False} for n in flagged})
+    return source
+
+
+def table_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows per data table; Delta tables are counted by `deltalake`, not DuckDB's extension.
+
+    dlt's dataset reads Delta through DuckDB's `delta` extension, which DuckDB downloads on first
+    use: offline (and in CI) that fails after the data was loaded.
+    """
+    schema = pipeline.default_schema
+    seen = schema.data_table_names(seen_data_only=True)
+    delta = [t for t in seen if schema.tables[t].get("table_format") == "delta"]
+    others = [t for t in seen if t not in delta]
+    counts: dict[str, int] = {}
+    if others:
+        counts.update(pipeline.dataset().row_counts(table_names=others).fetchall())
+    if delta:
+        from dlt.common.libs.deltalake import get_delta_tables
+
+        for name, table in get_delta_tables(pipeline, *delta).items():
+            counts[name] = table.to_pyarrow_dataset().count_rows()
+    return counts
+
+
+def describe_writes(settings: RunSettings) -> str:
+    """What a run does to the destination's tables, in one line."""
+    kind = destination_type(settings.destination)
+    if kind != FILESYSTEM:
+        return "merge on id; records deleted in the CRM are deleted (hard_delete on deleted_at)"
+    chosen = table_format(settings)
+    if chosen:
+        return (
+            f"{chosen} tables, upsert on id; records deleted in the CRM are deleted;"
+            " accounts.tags and pipelines.stages stay in-row as JSON"
+        )
+    return (
+        "Parquet files, append only: each run adds the records it read,"
+        " deleted ones flagged by deleted_at (files cannot merge)"
+    )
+
+
+def dry_run(
+    connection: CrmConnection,
+    settings: RunSettings,
+    sync: SyncOptions,
+    profile: Profile,
+    connect: bool = True,
+) -> list[str]:
+    """Checks what a run needs without requesting anything from the CRM; the lines to print.
+
+    Raises a `ConfigurationException` naming the first missing or wrong setting. With `connect`,
+    a SQL destination's connection is opened and closed, and a bucket's root listed.
+    """
+    known = resource_names(profile)
+    unknown = sorted(set(sync.resources or ()) - set(known))
+    if unknown:
+        raise DestinationSettingError(
+            f"unknown resources {unknown} in --resources; known: {', '.join(known)}"
+        )
+    factory = resolve(settings.destination)
+    _check_keys(factory)
+    chosen_format = table_format(settings)
+    if chosen_format == "delta":
+        _require(
+            "deltalake",
+            "Delta tables need the deltalake package: pip install 'crmsync[filesystem]'",
+        )
+    with tempfile.TemporaryDirectory(prefix="crmsync-dry-run-") as scratch:
+        pipeline = dlt.pipeline(
+            pipeline_name=settings.pipeline_name,
+            destination=factory,
+            dataset_name=settings.dataset_name,
+            pipelines_dir=scratch,
+        )
+        try:
+            client = pipeline.destination_client()
+        except ConfigFieldMissingException as error:
+            raise DestinationSettingError(_missing_message(factory, error)) from error
+        target = _describe_target(client.config)
+        checked = "not opened (a dry run does not create the DuckDB file)"
+        if connect and destination_type(factory) not in _NO_CONNECTION_CHECK:
+            checked = _connect(factory, client)
+    mode = (
+        "full refresh" if sync.full_refresh else f"incremental, lookback {sync.lookback_seconds:g}s"
+    )
+    if sync.since:
+        mode += f", first sync from {sync.since}"
+    if sync.keep_deleted:
+        mode += ", deleted records kept"
+    return [
+        "Dry run: the settings are complete; nothing was requested from the CRM or loaded.",
+        f"  {'CRM':<13}{connection.base_url} (user {connection.username})",
+        f"  {'resources':<13}{', '.join(sync.resources or known)}",
+        f"  {'sync':<13}{mode}",
+        f"  {'destination':<13}{factory.destination_name}: {target}",
+        f"  {'dataset':<13}{settings.dataset_name} (pipeline {settings.pipeline_name})",
+        f"  {'writes':<13}{describe_writes(settings)}",
+        f"  {'connection':<13}{checked}",
+    ]
+
+
+def _require(module: str, message: str) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise DestinationSettingError(message)
+
+
+def _describe_target(config: Any) -> str:
+    bucket_url = getattr(config, "bucket_url", None)
+    if bucket_url:
+        return str(bucket_url)
+    credentials = getattr(config, "credentials", None)
+    if credentials is not None and hasattr(credentials, "to_url"):
+        # dlt renders connection strings with the password masked
+        return str(credentials)
+    return type(config).__name__.removesuffix("ClientConfiguration")
+
+
+def _connect(factory: Destination[Any, Any], client: Any) -> str:
+    name = factory.destination_name
+    try:
+        sql_client = getattr(client, "sql_client", None)
+        if destination_type(factory) == FILESYSTEM:
+            client.fs_client.exists(client.config.bucket_url)
+            return "ok (bucket reachable)"
+        if sql_client is None:
+            return "not checked (no SQL client)"
+        with sql_client:
+            sql_client.execute_sql("SELECT 1")
+        return "ok (connected and disconnected)"
+    except Exception as error:  # each driver has its own errors; the first line says enough
+        first = next(
+            (ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__
+        )
+        raise DestinationSettingError(
+            f"cannot connect to {name}: {first}; check DESTINATION__{name.upper()}__CREDENTIALS"
+            f" (or credentials under [destination.{name}] in .dlt/secrets.toml)"
+        ) from error
+
+
+def _missing_message(factory: Destination[Any, Any], error: ConfigFieldMissingException) -> str:
+    name = factory.destination_name
+    keys = list(_missing_keys(error.traces, error.resolved_fields_set, ()))
+    if not keys:
+        return f"missing destination setting for {name}: {', '.join(error.fields)}"
+    parts = []
+    for path, env in keys:
+        where = ".dlt/secrets.toml" if "credentials" in path else ".dlt/config.toml"
+        section = ".".join(("destination", name, *path[:-1]))
+        parts.append(f"{env} (or {path[-1]} under [{section}] in {where})")
+    return f"missing destination setting for {name}: set " + "; ".join(parts)
+
+
+def _missing_keys(
+    traces: Mapping[str, Any], resolved: list[str], path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(field path, environment variable) of each missing field; a wholly missing embedded
+    configuration (e.g. `credentials`) is one key: it can be given as one connection string."""
+    for field, field_traces in traces.items():
+        embedded = [t for t in field_traces if isinstance(t, LookupTraces)]
+        if embedded and any(t.resolved_fields_set for t in embedded):
+            best = max(embedded, key=lambda t: len(t.resolved_fields_set))
+            yield from _missing_keys(best.traces, best.resolved_fields_set, (*path, field))
+            continue
+        env = next(
+            (
+                t.key
+                for t in field_traces
+                if isinstance(t, LookupTrace) and t.provider == "Environment Variables"
+            ),
+            None,
+        )
+        if env is None and embedded:
+            # the embedded config's first field traces carry the section path
+            inner = next(iter(embedded[0].traces.values()), [])
+            inner_env = next(
+                (t.key for t in inner if isinstance(t, LookupTrace) and "__" in t.key), None
+            )
+            env = inner_env.rsplit("__", 1)[0] if inner_env else None
+        if env is None:
+            continue  # set by dlt itself (e.g. local_dir), never by the user
+        yield (*path, field), env
+
+
+def _check_keys(factory: Destination[Any, Any]) -> None:
+    """A key under the destination's section that dlt does not know is a typo: name it."""
+    name = factory.destination_name
+    spec = factory.spec
+    extra = {"table_format"} if destination_type(factory) == FILESYSTEM else set()
+    for source, path in _configured_paths(name):
+        problem = _unknown(spec, path, extra)
+        if problem is None:
+            continue
+        bad, choices = problem
+        suggestion = difflib.get_close_matches(path[bad], choices, n=1)
+        hint = (
+            f" (did you mean {_render(source, name, (*path[:bad], suggestion[0]))}?)"
+            if suggestion
+            else ""
+        )
+        raise DestinationSettingError(
+            f"unknown destination setting {_render(source, name, path[: bad + 1])}{hint}"
+        )
+
+
+def _render(source: str, name: str, path: tuple[str, ...]) -> str:
+    if source == "env":
+        return "__".join(("DESTINATION", name.upper(), *(p.upper() for p in path)))
+    return f"{path[-1]} under [{'.'.join(('destination', name, *path[:-1]))}] in {source}"
+
+
+def _configured_paths(name: str) -> Iterator[tuple[str, tuple[str, ...]]]:
+    prefix = f"DESTINATION__{name.upper()}__"
+    for key in os.environ:
+        if key.upper().startswith(prefix) and len(key) > len(prefix):
+            yield "env", tuple(p.lower() for p in key[len(prefix) :].split("__"))
+    providers = Container()[PluggableRunContext].providers.providers
+    for provider in providers:
+        doc = getattr(provider, "_config_doc", None)
+        section = (doc or {}).get("destination", {}).get(name) if isinstance(doc, dict) else None
+        if isinstance(section, dict):
+            for path in _leaf_paths(section, ()):
+                yield provider.name, path
+
+
+def _leaf_paths(node: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    for key, value in node.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaf_paths(value, (*path, key))
+        else:
+            yield (*path, key)
+
+
+def _unknown(
+    spec: type[BaseConfiguration], path: tuple[str, ...], extra: set[str]
+) -> tuple[int, list[str]] | None:
+    """Where `path` leaves the configuration `spec` (index, valid names there), else None."""
+    fields: dict[str, Any] = dict(spec.get_resolvable_fields())
+    fields.update(dict.fromkeys(extra, str))
+    for index, part in enumerate(path):
+        if part not in fields:
+            return index, sorted(fields)
+        configs, open_ended = _config_classes(fields[part])
+        if open_ended or not configs or index == len(path) - 1:
+            return None
+        fields = {}
+        for config in configs:
+            fields.update(config.get_resolvable_fields())
+    return None
+
+
+def _config_classes(hint: Any) -> tuple[list[type[BaseConfiguration]], bool]:
+    """Configuration classes in a field's type hint, and whether it also takes any mapping."""
+    configs: list[type[BaseConfiguration]] = []
+    open_ended = False
+    stack = [hint]
+    while stack:
+        current = stack.pop()
+        origin = typing.get_origin(current)
+        if origin in (typing.Union, types.UnionType):
+            stack.extend(typing.get_args(current))
+        elif origin in (typing.Annotated, typing.Final, typing.ClassVar):
+            stack.append(typing.get_args(current)[0])
+        elif isinstance(current, type) and issubclass(current, BaseConfiguration):
+            configs.append(current)
+        elif current in (dict, Any) or origin in (dict, Mapping, collections.abc.Mapping):
+            open_ended = True
+    return configs, open_ended
