@@ -13,7 +13,7 @@ from crmsync.failures import causes
 from crmsync.ledger import IncompleteReadError
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
-from tests.conftest import RESOURCES, sync
+from tests.conftest import RESOURCES, fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 
 MUTABLE = ("accounts", "contacts", "products", "pipelines")
@@ -103,7 +103,7 @@ def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
 
     changer = threading.Thread(target=change_while_reading)
     changer.start()
-    sync(server, destination, options)
+    sync(server, destination, options, policy=fast_policy(max_in_flight=1))
     changer.join()
     first = dict(destination.query("select id, title from {contacts} where id in (1, 1400)"))
     assert first[1400] == "changed ahead of the reader"

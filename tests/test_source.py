@@ -14,7 +14,7 @@ from dlt.common.exceptions import DictValidationException
 
 from crmsync.demo_server import DemoServer
 from crmsync.source import SyncOptions
-from tests.conftest import RESOURCES, SMALL_SIZES, sync
+from tests.conftest import RESOURCES, SMALL_SIZES, fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 
 PAGE_SIZE = 500
@@ -47,7 +47,7 @@ def test_page_boundaries_load_every_record_without_a_wasted_request(
 ) -> None:
     server = start_crm({resource: records for resource in RESOURCES})
 
-    sync(server, destination)
+    sync(server, destination, policy=fast_policy(max_in_flight=1))
 
     for resource in RESOURCES:
         assert destination.ids(resource) == sorted(server.store.ids(resource)), resource

@@ -11,10 +11,13 @@ type) is passed on as dicts, so dlt's own normalizer keeps the last word.
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 SEPARATOR = "__"
 """dlt's `snake_case` naming convention joins nested names with a double underscore."""
@@ -58,74 +61,93 @@ class PageBatcher:
         return batch
 
 
-class PageToArrow:
-    """A resource step: `page (list of dicts) -> pa.Table`, or the page itself if it must be."""
+class TypedPages:
+    """A resource step: a page becomes an Arrow table or, where it cannot, stays dicts.
 
-    def __init__(self, columns: dict[str, dict[str, Any]]) -> None:
-        self.json_columns = {n for n, h in columns.items() if h.get("data_type") == "json"}
+    pyarrow infers the nested page in C++ (objects become structs), which is then flattened
+    column by column; only `json` columns are serialized in Python first. Either way, columns
+    hinted as timestamps hold timestamps, not strings, so that the incremental cursor compares
+    one type whichever form a page took (`arrow=False` keeps every page as dicts).
+    """
+
+    def __init__(self, columns: dict[str, dict[str, Any]], arrow: bool = True) -> None:
+        self.arrow = arrow
+        self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
         self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
+        self.required = {n for n, h in columns.items() if h.get("nullable") is False}
+        self.timestamps = [n for n, t in self.types.items() if pa.types.is_timestamp(t)]
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
-        rows = []
-        for record in page:
-            row = self._flat(record)
-            if row is None:
-                return page
-            rows.append(row)
-        return self._table(rows) or page
+        return (self.arrow and self._table(page)) or self._with_timestamps(page)
 
-    def _flat(self, record: Any) -> dict[str, Any] | None:
-        """`record` with nested objects spread into `parent__child` keys; None if it has a list."""
-        if type(record) is not dict:
-            return None
-        nested = [key for key, value in record.items() if type(value) in _NESTED]
-        if not nested:
-            return record
-        row = dict(record)
-        for key in nested:
-            if not self._spread(key, row.pop(key), row):
-                return None
-        return row
-
-    def _spread(self, name: str, value: Any, row: dict[str, Any]) -> bool:
-        if name in self.json_columns:
-            row[name] = orjson.dumps(value).decode()
-        elif type(value) is dict:
-            for key, item in value.items():
-                if type(item) in _NESTED:
-                    if not self._spread(name + SEPARATOR + key, item, row):
-                        return False
-                else:
-                    row[name + SEPARATOR + key] = item
-        elif value:
-            return False
-        return True
-
-    def _table(self, rows: list[dict[str, Any]]) -> pa.Table | None:
+    def _table(self, page: list[Any]) -> pa.Table | None:
         try:
-            batch = pa.RecordBatch.from_struct_array(pa.array(rows))
+            records = pa.array(self._with_json_text(page))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             return None
-        arrays, names = [], []
-        for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        if not pa.types.is_struct(records.type):
+            return None
+        arrays: list[pa.Array] = []
+        fields: list[pa.Field] = []
+        if not self._leaves(records, "", arrays, fields):
+            return None
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _with_timestamps(self, page: list[Any]) -> list[Any]:
+        for record in page:
+            if type(record) is not dict:
+                continue
+            for name in self.timestamps:
+                value = record.get(name)
+                if type(value) is str:
+                    with contextlib.suppress(ValueError):
+                        record[name] = datetime.fromisoformat(value)
+        return page
+
+    def _with_json_text(self, page: list[Any]) -> list[Any]:
+        if not self.json_columns:
+            return page
+        encoded = []
+        for record in page:
+            if type(record) is dict:
+                record = dict(record)
+                for name in self.json_columns:
+                    if record.get(name) is not None:
+                        record[name] = orjson.dumps(record[name]).decode()
+            encoded.append(record)
+        return encoded
+
+    def _leaves(
+        self, struct: pa.StructArray, prefix: str, arrays: list[pa.Array], fields: list[pa.Field]
+    ) -> bool:
+        """Adds `struct`'s flattened columns; False where dlt would make a child table."""
+        for field, array in zip(struct.type, struct.flatten(), strict=True):
+            name = prefix + field.name
+            if pa.types.is_struct(array.type):
+                if not self._leaves(array, name + SEPARATOR, arrays, fields):
+                    return False
+                continue
+            if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
+                if pc.sum(pc.list_value_length(array)).as_py():
+                    return False
+                continue
             target = self.types.get(name)
-            if target is None:
-                if array.type not in _INFERRED_TYPES:
-                    return None
-                if array.null_count == len(array):
-                    continue
-            elif array.type != target:
+            if target is None and array.type not in _INFERRED_TYPES:
+                return False
+            if target is None and array.null_count == len(array):
+                continue
+            if target is not None and array.type != target:
                 try:
                     array = array.cast(target)
                 except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    return None
+                    return False
+            nullable = name not in self.required or array.null_count > 0
             arrays.append(array)
-            names.append(name)
-        return pa.Table.from_arrays(arrays, names=names)
+            fields.append(pa.field(name, array.type, nullable=nullable))
+        return True
 
 
-_NESTED = (dict, list)
 _INFERRED_TYPES = (pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string())
 """What dlt infers from JSON scalars: bool, bigint, double, text (and nothing, for nulls)."""

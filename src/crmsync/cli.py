@@ -13,6 +13,7 @@ import click
 import requests
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
+from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
 from crmsync.http_policy import CrmSession, check_transport, load_policy
 from crmsync.ledger import RunLedger
@@ -106,6 +107,11 @@ def main() -> None:
 @main.command()
 @_connection_options
 @_sync_options
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the CRM and destination settings (and the destination's connection); load nothing.",
+)
 def run(
     base_url: str | None,
     config_path: Path | None,
@@ -120,24 +126,27 @@ def run(
     since: str | None,
     lookback: float,
     strict: bool,
+    dry_run: bool,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
     with _expected_failures(debug):
         connection = CrmConnection.from_config(base_url)
-        _run_and_report(
-            connection,
-            RunSettings(destination, dataset_name, pipeline_name),
-            SyncOptions(
-                resources=_split(resources),
-                full_refresh=full_refresh,
-                keep_deleted=keep_deleted,
-                since=since,
-                lookback_seconds=lookback,
-                strict=strict,
-            ),
-            config_path,
-            allow_insecure_http,
+        settings = RunSettings(destination, dataset_name, pipeline_name)
+        sync = SyncOptions(
+            resources=_split(resources),
+            full_refresh=full_refresh,
+            keep_deleted=keep_deleted,
+            since=since,
+            lookback_seconds=lookback,
+            strict=strict,
         )
+        if dry_run:
+            policy = load_policy(allow_insecure_http=allow_insecure_http or None)
+            check_transport(connection.base_url, policy.allow_insecure_http)
+            profile = load_profile(config_path)
+            click.echo("\n".join(check_destination(connection, settings, sync, profile)))
+            return
+        _run_and_report(connection, settings, sync, config_path, allow_insecure_http)
 
 
 def _run_and_report(

@@ -35,6 +35,8 @@ from dlt.common.configuration.specs import BaseConfiguration
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.schema import Schema
+from dlt.common.schema.utils import get_first_column_name_with_prop
 from dlt.extract import DltSource
 
 from crmsync.profile import Profile, resource_names
@@ -122,25 +124,62 @@ def adapt_source(source: DltSource, settings: RunSettings) -> DltSource:
     return source
 
 
+def settle(pipeline: dlt.Pipeline) -> None:
+    """Finishes what dlt 1.31 leaves undone after a load: on Delta, records deleted in the CRM.
+
+    dlt merges into an existing Delta table, removing the rows whose `hard_delete` column is set,
+    but writes a table's first load as it comes: the records already deleted in the CRM land. A
+    predicate delete removes them; on later runs it finds nothing (file statistics skip the
+    files), so it runs after every load, which also covers a run stopped before this step.
+    """
+    for schema in pipeline.schemas.values():
+        flagged = {
+            name: column
+            for name in _delta_tables(schema)
+            if (column := get_first_column_name_with_prop(schema.tables[name], "hard_delete"))
+        }
+        if not flagged:
+            continue
+        from dlt.common.libs.deltalake import get_delta_tables
+
+        tables = get_delta_tables(pipeline, *flagged, schema_name=schema.name)
+        for name, table in tables.items():
+            table.delete(f"{flagged[name]} IS NOT NULL")
+
+
 def table_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Rows per data table; Delta tables are counted by `deltalake`, not DuckDB's extension.
+    """Rows per data table, in every schema of the pipeline (a run that failed early may leave
+    the ledger's schema as the default one); Delta tables are counted by `deltalake`.
 
     dlt's dataset reads Delta through DuckDB's `delta` extension, which DuckDB downloads on first
     use: offline (and in CI) that fails after the data was loaded.
     """
-    schema = pipeline.default_schema
-    seen = schema.data_table_names(seen_data_only=True)
-    delta = [t for t in seen if schema.tables[t].get("table_format") == "delta"]
-    others = [t for t in seen if t not in delta]
     counts: dict[str, int] = {}
-    if others:
-        counts.update(pipeline.dataset().row_counts(table_names=others).fetchall())
-    if delta:
-        from dlt.common.libs.deltalake import get_delta_tables
+    for schema in pipeline.schemas.values():
+        delta = [t for t in _delta_tables(schema) if t not in counts]
+        others = [
+            t
+            for t in schema.data_table_names(seen_data_only=True)
+            if t not in delta and t not in counts
+        ]
+        if others:
+            relation = pipeline.dataset(schema=schema.name).row_counts(table_names=others)
+            counts.update(relation.fetchall())
+        if delta:
+            from dlt.common.libs.deltalake import get_delta_tables
 
-        for name, table in get_delta_tables(pipeline, *delta).items():
-            counts[name] = table.to_pyarrow_dataset().count_rows()
+            tables = get_delta_tables(pipeline, *delta, schema_name=schema.name)
+            for name, table in tables.items():
+                counts[name] = table.to_pyarrow_dataset().count_rows()
     return counts
+
+
+def _delta_tables(schema: Schema) -> list[str]:
+    return [
+        name
+        for name in schema.data_table_names(seen_data_only=True)
+        if schema.tables[name].get("table_format") == "delta"
+    ]
 
 
 def describe_writes(settings: RunSettings) -> str:
@@ -262,46 +301,38 @@ def _connect(factory: Destination[Any, Any], client: Any) -> str:
 
 def _missing_message(factory: Destination[Any, Any], error: ConfigFieldMissingException) -> str:
     name = factory.destination_name
-    keys = list(_missing_keys(error.traces, error.resolved_fields_set, ()))
-    if not keys:
+    paths = list(_missing_paths(error.traces, ()))
+    if not paths:
         return f"missing destination setting for {name}: {', '.join(error.fields)}"
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in paths:
+        groups.setdefault(path[:-1], []).append(path[-1])
     parts = []
-    for path, env in keys:
-        where = ".dlt/secrets.toml" if "credentials" in path else ".dlt/config.toml"
-        section = ".".join(("destination", name, *path[:-1]))
-        parts.append(f"{env} (or {path[-1]} under [{section}] in {where})")
+    for section, fields in groups.items():
+        envs = ", ".join(_render("env", name, (*section, f)) for f in fields)
+        where = ".dlt/secrets.toml" if "credentials" in (*section, *fields) else ".dlt/config.toml"
+        table = ".".join(("destination", name, *section))
+        parts.append(f"{envs} (or {', '.join(fields)} under [{table}] in {where})")
     return f"missing destination setting for {name}: set " + "; ".join(parts)
 
 
-def _missing_keys(
-    traces: Mapping[str, Any], resolved: list[str], path: tuple[str, ...]
-) -> Iterator[tuple[tuple[str, ...], str]]:
-    """(field path, environment variable) of each missing field; a wholly missing embedded
-    configuration (e.g. `credentials`) is one key: it can be given as one connection string."""
+def _missing_paths(traces: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    """The path of each missing field a user can set; a wholly missing embedded configuration
+    (e.g. `credentials`) is one path: it can be given as one value (a connection string)."""
     for field, field_traces in traces.items():
         embedded = [t for t in field_traces if isinstance(t, LookupTraces)]
         if embedded and any(t.resolved_fields_set for t in embedded):
             best = max(embedded, key=lambda t: len(t.resolved_fields_set))
-            yield from _missing_keys(best.traces, best.resolved_fields_set, (*path, field))
+            yield from _missing_paths(best.traces, (*path, field))
             continue
-        env = next(
-            (
-                t.key
-                for t in field_traces
-                if isinstance(t, LookupTrace) and t.provider == "Environment Variables"
-            ),
-            None,
-        )
-        if env is None and embedded:
-            # the embedded config's first field traces carry the section path
-            inner = next(iter(embedded[0].traces.values()), [])
-            inner_env = next(
-                (t.key for t in inner if isinstance(t, LookupTrace) and "__" in t.key), None
+        looked_up = [t for t in field_traces if isinstance(t, LookupTrace)]
+        for inner in embedded:
+            looked_up.extend(
+                t for ts in inner.traces.values() for t in ts if isinstance(t, LookupTrace)
             )
-            env = inner_env.rsplit("__", 1)[0] if inner_env else None
-        if env is None:
-            continue  # set by dlt itself (e.g. local_dir), never by the user
-        yield (*path, field), env
+        if any(t.provider == "Environment Variables" for t in looked_up):
+            yield (*path, field)
+        # else: set by dlt itself (e.g. `local_dir`), never by the user
 
 
 def _check_keys(factory: Destination[Any, Any]) -> None:

@@ -57,13 +57,19 @@ class PageLookahead:
         self._pool = ThreadPoolExecutor(self.max_pages, thread_name_prefix="crmsync-lookahead")
         self._by_url: dict[str, Future[Response]] = {}
         self._by_read: dict[int, list[str]] = {}
+        self._furthest: dict[int, int] = {}
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PageLookahead:
         return self
 
     def expect(self, request: Request, page_param: str, pages: range) -> None:
-        for page in pages:
+        read = id(request)
+        with self._lock:
+            first = max(pages.start, self._furthest.get(read, pages.start - 1) + 1)
+            if pages.stop > first:
+                self._furthest[read] = pages.stop - 1
+        for page in range(first, pages.stop):
             ahead = copy.copy(request)
             ahead.params = {**(request.params or {}), page_param: page}
             prepared = self.session.prepare_request(ahead)
@@ -72,7 +78,7 @@ class PageLookahead:
                 if url in self._by_url:
                     continue
                 self._by_url[url] = self._pool.submit(self.session.fetch, prepared)
-                self._by_read.setdefault(id(request), []).append(url)
+                self._by_read.setdefault(read, []).append(url)
 
     def take(self, url: str) -> Future[Response] | None:
         with self._lock:
@@ -81,6 +87,7 @@ class PageLookahead:
     def discard(self, request: Request) -> None:
         """The read is over: pages fetched past its end are not needed."""
         with self._lock:
+            self._furthest.pop(id(request), None)
             for url in self._by_read.pop(id(request), []):
                 future = self._by_url.pop(url, None)
                 if future is not None:
@@ -168,7 +175,7 @@ class PageNumberPaginator(BasePaginator):
         if request.params is None:
             request.params = {}
         request.params[self.page_param] = self.page
-        if self.lookahead is not None:
+        if self.lookahead is not None and self._has_next_page:
             self.lookahead.expect(request, self.page_param, self._pages_ahead())
 
     def _pages_ahead(self) -> range:

@@ -21,7 +21,7 @@ from dlt.sources.rest_api import rest_api_resources
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
-from crmsync.arrow_pages import PageBatcher, PageToArrow
+from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import RunLedger
 from crmsync.pagination import PageLookahead, paginator_from_config
@@ -126,22 +126,23 @@ def _crm(
         "auth": {"type": "basic", "username": connection.username, "password": connection.password},
         "session": session,
     }
+    defaults = config.get("resource_defaults") or {}
     for resource in config["resources"]:
         if isinstance(resource, dict):
-            _apply_sync_mode(resource, config.get("resource_defaults") or {}, sync, state)
+            _apply_sync_mode(resource, defaults, sync, state)
     _prepare_endpoints(config, ledger, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
-    if sync.arrow_pages:
-        defaults = config.get("resource_defaults") or {}
-        hints = {
-            resource_name(r): {**defaults.get("columns", {}), **r.get("columns", {})}
-            for r in config["resources"]
-            if isinstance(r, dict)
-        }
-        for resource in resources:
-            resource.add_step(PageBatcher(), insert_at=1)
-            resource.add_step(PageToArrow(hints.get(resource.name, {})))
+    hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
+    for resource in resources:
+        resource.add_step(PageBatcher(), insert_at=1)
+        resource.add_step(TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages))
     return resources
+
+
+def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(resource, dict):
+        return {}
+    return {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
 
 
 def _apply_sync_mode(
@@ -153,7 +154,9 @@ def _apply_sync_mode(
     if incremental:
         incremental = dict(incremental)
         if sync.since:
-            incremental["initial_value"] = sync.since
+            cursor = str(incremental.get("cursor_path"))
+            hint = _columns(resource, defaults).get(cursor, {})
+            incremental["initial_value"] = _cursor_value(sync.since, hint)
         incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
         incremental["convert"] = _ReadStart(name, incremental.get("convert"))
         # dlt would drop a record re-read at the boundary second when its id was seen there
@@ -162,11 +165,16 @@ def _apply_sync_mode(
         endpoint["incremental"] = incremental
     resource["endpoint"] = endpoint
     if sync.keep_deleted:
-        columns = {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
+        columns = _columns(resource, defaults)
         resource["columns"] = {
             key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
             for key, hint in columns.items()
         }
+
+
+def _cursor_value(value: str, hint: dict[str, Any]) -> Any:
+    """`--since` as the cursor holds it: a datetime for a timestamp column (`TypedPages`)."""
+    return _parse_time(value) if hint.get("data_type") == "timestamp" else value
 
 
 def _lookback(

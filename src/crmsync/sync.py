@@ -12,7 +12,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from crmsync.destinations import adapt_source, table_row_counts
+from crmsync.destinations import adapt_source, settle, table_row_counts
 from crmsync.failures import causes
 from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
@@ -97,6 +97,7 @@ def run_sync(
     finally:
         session.close()
     ledger.finish()
+    settle(pipeline)
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     row_counts = dict(normalize_info.row_counts) if normalize_info else {}
     _store_ledger(pipeline, ledger)

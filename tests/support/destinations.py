@@ -9,7 +9,8 @@ What a destination promises differs, and says so in three attributes a test can 
 
 - `merges`: a re-sync updates rows in place and removes records deleted in the CRM. False for
   plain Parquet files: dlt appends, so a record read twice is there twice, and a deleted one
-  stays with `deleted_at` set.
+  stays with `deleted_at` set. `current_ids` reads the current records either way (in an append
+  log: each record's latest version, unless it is a deletion), `ids` every row as stored.
 - `nested_tables`: lists land as child tables (`pipelines__stages`). False for Delta, where
   crmsync keeps them in-row as JSON (dlt 1.31 cannot delete from Delta tables with children).
 - `json_type`: what `column_types` reports for a `json` column; files store JSON as text.
@@ -58,6 +59,21 @@ class Destination:
     def ids(self, table: str) -> list[int]:
         """Every id in `table`, sorted, duplicates kept (so a duplicate shows)."""
         return sorted(row[0] for row in self.query(f"select id from {{{table}}}"))
+
+    def current_ids(self, table: str) -> list[int]:
+        """The ids of the records `table` holds as current: `ids` where the destination merges;
+        in an append log, each record's latest version, unless that version is a deletion."""
+        if self.merges:
+            return self.ids(table)
+        columns = self.column_types(table)
+        order = "updated_at desc" + (", _dlt_load_id desc" if "_dlt_load_id" in columns else "")
+        live = " and deleted_at is null" if "deleted_at" in columns else ""
+        rows = self.query(
+            f"select id from (select id, {'deleted_at' if live else 'null as deleted_at'},"
+            f" row_number() over (partition by id order by {order}) as version from {{{table}}})"
+            f" where version = 1{live}"
+        )
+        return sorted(row[0] for row in rows)
 
     def _pipelines_dir(self) -> str:
         return str(self.workdir / "pipelines")
@@ -161,13 +177,7 @@ class PostgresDestination(Destination):
         return tree.transform(jsonb_as_json).sql(dialect="postgres")
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        connection = self.server.connect()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                return list(cursor.fetchall())
-        finally:
-            connection.close()
+        return self.server.fetch(sql, params)
 
 
 def _duckdb_type(kind: str, precision: int | None, scale: int | None) -> str:

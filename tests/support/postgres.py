@@ -103,6 +103,15 @@ class PostgresServer:
             host="127.0.0.1", port=self.port, user=USER, password=self.password, dbname=DATABASE
         )
 
+    def fetch(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        connection = self.connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return list(cursor.fetchall())
+        finally:
+            connection.close()
+
     def start(self) -> PostgresServer:
         self.bin_dir = find_bin_dir() or install()
         # not under pytest's tmp dir: that is private to root, and the server runs as postgres

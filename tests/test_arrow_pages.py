@@ -1,0 +1,104 @@
+"""The fast path loads exactly what dlt's own normalizer loads: tables, columns, types, values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from crmsync.arrow_pages import PageBatcher, TypedPages
+from crmsync.demo_server import DemoServer
+from crmsync.profile import CRM_PROFILE
+from crmsync.source import SyncOptions
+from tests.conftest import sync
+from tests.support.destinations import DuckDBDestination
+
+SIZES = {"accounts": 700, "contacts": 1100, "events": 1300, "products": 40, "pipelines": 8}
+
+
+def snapshot(destination: DuckDBDestination) -> dict[str, Any]:
+    """Every data table: its columns with types, and its rows without dlt's random ids."""
+    tables = {}
+    for table in sorted(t for t in destination.tables() if not t.startswith("_")):
+        types = destination.column_types(table)
+        columns = sorted(c for c in types if not c.startswith("_dlt"))
+        rows = destination.query(f"select {', '.join(columns)} from {{{table}}}")
+        tables[table] = {"types": {c: types[c] for c in columns}, "rows": sorted(map(repr, rows))}
+    return tables
+
+
+def test_the_fast_path_loads_exactly_what_the_straightforward_path_loads(
+    start_crm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshots = {}
+    for arrow_pages in (False, True):
+        server: DemoServer = start_crm(SIZES)
+        server.store.set_clock(datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
+        server.store.update("contacts", [7], {"loyalty": {"tier": "gold", "points": 1200}})
+        server.store.update("events", [9], {"payload": {"deep": {"list": [1, {"x": None}]}}})
+        workdir = tmp_path / f"arrow-{arrow_pages}"
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        destination = DuckDBDestination(workdir)
+        sync(server, destination, SyncOptions(arrow_pages=arrow_pages))
+        server.store.advance_clock(60)
+        server.mutate("contacts", update=5, delete=2, create=3)
+        sync(server, destination, SyncOptions(arrow_pages=arrow_pages))
+        snapshots[arrow_pages] = snapshot(destination)
+
+    straightforward, fast = snapshots[False], snapshots[True]
+    assert fast.keys() == straightforward.keys()
+    for table in straightforward:
+        assert fast[table]["types"] == straightforward[table]["types"], table
+        assert fast[table]["rows"] == straightforward[table]["rows"], table
+
+
+HINTS = CRM_PROFILE["resources"][1]["columns"] | {"updated_at": {"data_type": "timestamp"}}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        [{"id": 1, "tags": ["a"]}],
+        [{"id": 1, "x": "text"}, {"id": 2, "x": 3}],
+        [{"id": 1, "updated_at": "not a timestamp"}],
+    ],
+    ids=["non-empty-list", "mixed-types", "unparsable-hinted-value"],
+)
+def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any]) -> None:
+    assert TypedPages(HINTS)(page) is page
+
+
+def test_nested_objects_become_double_underscore_columns_in_hinted_types() -> None:
+    page = [
+        {"id": 1, "account_id": None, "custom_fields": {"tier": "a", "x": {"y": True}}},
+        {"id": 2, "account_id": 5, "custom_fields": {}, "tags": []},
+    ]
+
+    table = TypedPages(HINTS)(page)
+
+    assert isinstance(table, pa.Table)
+    assert table.schema.names == ["id", "account_id", "custom_fields__tier", "custom_fields__x__y"]
+    assert table.column("custom_fields__x__y").to_pylist() == [True, None]
+
+
+class _Page(list[Any]):
+    def __init__(self, items: list[Any], has_next_page: bool) -> None:
+        super().__init__(items)
+        self.paginator = type("P", (), {"has_next_page": has_next_page})()
+
+
+def test_pages_are_joined_until_the_batch_is_full_or_the_read_ends() -> None:
+    batcher = PageBatcher(max_rows=4)
+
+    results = [
+        batcher(_Page([1, 2], True)),
+        batcher(_Page([3, 4], True)),
+        batcher(_Page([5], True)),
+        batcher(_Page([6], False)),
+    ]
+
+    assert results == [None, [1, 2, 3, 4], None, [5, 6]]

@@ -1,0 +1,194 @@
+"""`crmsync run --destination X`: settings the dlt way, and `--dry-run`, which checks them first.
+
+A dry run resolves the CRM settings and the destination's configuration, opens and closes a SQL
+destination's connection, prints what a run would do and exits 0; or prints one line naming
+the missing or wrong setting and exits 2. It never requests anything from the CRM.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import duckdb
+import pytest
+from deltalake import DeltaTable
+
+from crmsync.demo_server import DemoServer
+from crmsync.failures import EXIT_CONFIG, EXIT_OK
+from tests.support.postgres import PostgresServer
+from tests.test_cli import CRMSYNC, crm_env
+
+
+def crmsync(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command in `workdir`, with no destination or CRM setting but those in `env`."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
+    base.update(DLT_DATA_DIR=str(workdir / "dlt-data"), SOURCES__CRM__HTTP__BACKOFF_FACTOR="0.01")
+    return subprocess.run(
+        [CRMSYNC, *args],
+        cwd=workdir,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == EXIT_CONFIG, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("crmsync: ")
+    return lines[0]
+
+
+def test_dry_run_with_postgres_credentials_connects_and_loads_nothing(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": postgres_server.dsn}
+
+    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "connection   ok" in done.stdout
+    assert f"127.0.0.1:{postgres_server.port}" in done.stdout
+    assert postgres_server.password not in done.stdout + done.stderr
+    assert crm.requests == []
+    schemas = "select count(*) from information_schema.schemata where schema_name = 'crm'"
+    assert postgres_server.fetch(schemas) == [(0,)]
+
+
+def test_dry_run_without_postgres_credentials_names_the_setting(
+    crm: DemoServer, workdir: Path
+) -> None:
+    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=crm_env(crm))
+
+    line = one_line_error(done)
+    assert "DESTINATION__POSTGRES__CREDENTIALS" in line
+    assert "[destination.postgres]" in line
+    assert crm.requests == []
+
+
+def test_dry_run_names_a_mistyped_setting_and_what_was_meant(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTAILS": postgres_server.dsn}
+
+    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+
+    line = one_line_error(done)
+    assert "DESTINATION__POSTGRES__CREDENTAILS" in line
+    assert "did you mean DESTINATION__POSTGRES__CREDENTIALS?" in line
+
+
+def test_dry_run_names_a_mistyped_setting_in_secrets_toml(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "secrets.toml").write_text(
+        f'[destination.postgres.credentials]\nhost = "127.0.0.1"\nprot = {postgres_server.port}\n'
+    )
+
+    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=crm_env(crm))
+
+    line = one_line_error(done)
+    assert "prot under [destination.postgres.credentials] in secrets.toml" in line
+    assert "did you mean port under" in line
+
+
+def test_dry_run_with_a_wrong_password_fails_on_connecting(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    wrong = postgres_server.dsn.replace(postgres_server.password, "not-the-password")
+    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": wrong}
+
+    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+
+    line = one_line_error(done)
+    assert "cannot connect to postgres" in line
+    assert "not-the-password" not in line
+
+
+def test_dry_run_checks_the_crm_settings_too(workdir: Path) -> None:
+    done = crmsync(workdir, "run", "--dry-run", env={})
+
+    assert "SOURCES__CRM__BASE_URL" in one_line_error(done)
+
+
+def test_dry_run_on_duckdb_creates_no_file(crm: DemoServer, workdir: Path) -> None:
+    done = crmsync(workdir, "run", "--dry-run", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "destination  duckdb" in done.stdout
+    assert not list(workdir.glob("*.duckdb"))
+    assert crm.requests == []
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "DESTINATION__FILESYSTEM__BUCKET_URL"),
+        (
+            {"DESTINATION__FILESYSTEM__BUCKET_URI": "file:///tmp/lake"},
+            "did you mean DESTINATION__FILESYSTEM__BUCKET_URL?",
+        ),
+        (
+            {
+                "DESTINATION__FILESYSTEM__BUCKET_URL": "file:///tmp/lake",
+                "DESTINATION__FILESYSTEM__TABLE_FORMAT": "detla",
+            },
+            "table_format 'detla' is not supported",
+        ),
+    ],
+    ids=["no-bucket", "bucket-typo", "table-format-typo"],
+)
+def test_dry_run_on_files_names_the_wrong_setting(
+    crm: DemoServer, workdir: Path, env: dict[str, str], named: str
+) -> None:
+    done = crmsync(
+        workdir, "run", "--destination", "filesystem", "--dry-run", env={**crm_env(crm), **env}
+    )
+
+    assert named in one_line_error(done)
+
+
+def test_dry_run_of_an_unknown_destination_names_it(crm: DemoServer, workdir: Path) -> None:
+    done = crmsync(workdir, "run", "--destination", "snowflak", "--dry-run", env=crm_env(crm))
+
+    assert "unknown destination 'snowflak'" in one_line_error(done)
+
+
+def test_run_into_postgres_with_credentials_from_the_environment(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": postgres_server.dsn}
+
+    done = crmsync(
+        workdir, "run", "--destination", "postgres", "--dataset-name", "crm_cli", env=env
+    )
+
+    assert done.returncode == EXIT_OK, done.stderr
+    live = len(crm.store.ids("contacts"))
+    counts = postgres_server.fetch("select count(*), count(distinct id) from crm_cli.contacts")
+    assert counts == [(live, live)]
+
+
+def test_run_into_delta_tables_from_config_files(crm: DemoServer, workdir: Path) -> None:
+    lake = workdir / "lake"
+    (workdir / ".dlt").mkdir()
+    (workdir / ".dlt" / "config.toml").write_text(
+        f'[destination.filesystem]\nbucket_url = "{lake.as_uri()}"\ntable_format = "delta"\n'
+    )
+    dry = crmsync(workdir, "run", "--destination", "filesystem", "--dry-run", env=crm_env(crm))
+    assert dry.returncode == EXIT_OK, dry.stderr
+    assert "delta tables, upsert on id" in dry.stdout
+    assert not lake.exists() or not any(lake.iterdir())
+
+    done = crmsync(workdir, "run", "--destination", "filesystem", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    with duckdb.connect() as db:
+        db.register("contacts", DeltaTable(str(lake / "crm" / "contacts")).to_pyarrow_dataset())
+        ids = [row[0] for row in db.execute("select id from contacts order by id").fetchall()]
+    assert ids == sorted(crm.store.ids("contacts"))
