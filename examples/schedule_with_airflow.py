@@ -73,9 +73,9 @@ def build_dag(
     """An Airflow DAG with one task that runs `sync_crm`; call it from a file in the dags folder."""
     from datetime import datetime
 
-    from airflow.exceptions import AirflowFailException
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG
+    from airflow.sdk.exceptions import AirflowFailException
 
     def run() -> dict[str, int]:
         try:

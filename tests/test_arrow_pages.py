@@ -81,7 +81,13 @@ def test_nested_objects_become_double_underscore_columns_in_hinted_types() -> No
     table = TypedPages(HINTS)(page)
 
     assert isinstance(table, pa.Table)
-    assert table.schema.names == ["id", "account_id", "custom_fields__tier", "custom_fields__x__y"]
+    assert table.schema.names == [
+        "id",
+        "account_id",
+        "custom_fields__tier",
+        "custom_fields__x__y",
+        "_dlt_id",
+    ]
     assert table.column("custom_fields__x__y").to_pylist() == [True, None]
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.schema.typing import C_DLT_ID
 
 SEPARATOR = "__"
 """dlt's `snake_case` naming convention joins nested names with a double underscore."""
@@ -46,7 +48,7 @@ class PageBatcher:
     (its paginator has no next page) always flushes the batch.
     """
 
-    def __init__(self, max_rows: int = 5000) -> None:
+    def __init__(self, max_rows: int = 20000) -> None:
         self.max_rows = max_rows
         self.pending: list[Any] = []
 
@@ -63,6 +65,9 @@ class PageBatcher:
 
 class TypedPages:
     """A resource step: a page becomes an Arrow table or, where it cannot, stays dicts.
+
+    Arrow tables carry their `_dlt_id` row keys from here, as dict rows get them from dlt's
+    normalizer: added later, dlt would rewrite every Parquet file of the load to add them.
 
     pyarrow infers the nested page in C++ (objects become structs), which is then flattened
     column by column; only `json` columns are serialized in Python first. Either way, columns
@@ -93,6 +98,8 @@ class TypedPages:
         fields: list[pa.Field] = []
         if not self._leaves(records, "", arrays, fields):
             return None
+        arrays.append(pa.array(generate_dlt_ids(len(records)), pa.string()))
+        fields.append(pa.field(C_DLT_ID, pa.string(), nullable=False))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def _with_timestamps(self, page: list[Any]) -> list[Any]:

@@ -115,9 +115,8 @@ def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
 
 
 def _arrow_rows_like_dict_rows() -> None:
-    """Arrow tables get `_dlt_load_id` and `_dlt_id` as dict rows do, unless set otherwise."""
-    for key in ("ADD_DLT_LOAD_ID", "ADD_DLT_ID"):
-        os.environ.setdefault(f"NORMALIZE__PARQUET_NORMALIZER__{key}", "true")
+    """Arrow tables get `_dlt_load_id` as dict rows do (their `_dlt_id` comes with them)."""
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 
 
 def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
