@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.failures import causes
 from crmsync.ledger import IncompleteReadError
+from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
 from tests.conftest import RESOURCES, fast_policy, sync
@@ -207,3 +209,23 @@ def test_strict_fails_an_incomplete_read_and_loads_nothing(
 
     assert any(isinstance(e, IncompleteReadError) for e in causes(raised.value))
     assert "contacts" not in destination.tables()
+
+
+def test_a_resource_configured_to_keep_deleted_rows_keeps_them(
+    crm: DemoServer, destination: DuckDBDestination, tmp_path: Path
+) -> None:
+    config = tmp_path / "keep-deleted-contacts.toml"
+    config.write_text(
+        '[[resources]]\nname = "contacts"\n'
+        'columns = { deleted_at = { data_type = "timestamp", hard_delete = false } }\n'
+    )
+
+    sync(
+        crm,
+        destination,
+        SyncOptions(resources=("accounts", "contacts")),
+        profile=load_profile(config),
+    )
+
+    assert destination.ids("contacts") == sorted(crm.store.ids("contacts", include_deleted=True))
+    assert destination.ids("accounts") == sorted(crm.store.ids("accounts"))

@@ -17,7 +17,7 @@ from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
 from crmsync.http_policy import CrmSession, check_transport, load_policy
 from crmsync.ledger import RunLedger
-from crmsync.pagination import paginator_from_config
+from crmsync.pagination import PageNumberPaginator, paginator_from_config
 from crmsync.profile import endpoint_of, load_profile, resource_name
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import (
@@ -226,32 +226,35 @@ def check(
         profile = load_profile(config_path)
         policy = load_policy(allow_insecure_http=allow_insecure_http or None)
         check_transport(connection.base_url, policy.allow_insecure_http)
-    session = CrmSession(policy)
-    session.auth = (connection.username, connection.password)
     defaults = endpoint_of(profile.get("resource_defaults") or {})
     worst = 0
-    for resource in profile["resources"]:
-        if isinstance(resource, str):
-            continue
-        name = resource_name(resource)
-        endpoint = {**defaults, **endpoint_of(resource)}
-        request = requests.Request(
-            "GET", connection.base_url.rstrip("/") + endpoint["path"], params={}
-        )
-        paginator = paginator_from_config(endpoint.get("paginator"))
-        if hasattr(paginator, "init_request"):
-            paginator.init_request(request)
-            if getattr(paginator, "limit_param", None):
-                request.params[paginator.limit_param] = 1
-        try:
-            response = session.send(session.prepare_request(request))
-            response.raise_for_status()
-            click.echo(f"OK    {name}")
-        except requests.RequestException as error:
-            failure = describe(error, policy.max_retries + 1)
-            worst = max(worst, failure.exit_code)
-            click.echo(f"FAIL  {name}: {failure.message}")
+    with CrmSession(policy) as session:
+        session.auth = (connection.username, connection.password)
+        for resource in profile["resources"]:
+            if isinstance(resource, str):
+                continue
+            name = resource_name(resource)
+            request = _first_page(connection.base_url, {**defaults, **endpoint_of(resource)})
+            try:
+                session.send(session.prepare_request(request)).raise_for_status()
+                click.echo(f"OK    {name}")
+            except requests.RequestException as error:
+                failure = describe(error, policy.max_retries + 1)
+                worst = max(worst, failure.exit_code)
+                click.echo(f"FAIL  {name}: {failure.message}")
     sys.exit(worst)
+
+
+def _first_page(base_url: str, endpoint: dict[str, Any]) -> requests.Request:
+    """Page 1 with one record: the cheapest request that proves a resource can be read."""
+    params = dict(endpoint.get("params") or {})
+    request = requests.Request("GET", base_url.rstrip("/") + endpoint["path"], params=params)
+    paginator = paginator_from_config(endpoint.get("paginator"))
+    if isinstance(paginator, PageNumberPaginator):
+        paginator.init_request(request)
+        if paginator.limit_param:
+            request.params[paginator.limit_param] = 1
+    return request
 
 
 @main.command()

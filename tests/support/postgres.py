@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import pwd
 import secrets
 import shutil
 import socket
@@ -140,6 +141,13 @@ class PostgresServer:
         password_file = self.root / "password"
         password_file.write_text(self.password + "\n")
         if os.geteuid() == 0:
+            try:
+                pwd.getpwnam(SYSTEM_USER)
+            except KeyError:
+                raise PostgresUnavailable(
+                    f"PostgreSQL refuses to run as root and there is no {SYSTEM_USER!r} user:"
+                    " reinstall Debian's postgresql package, which creates it"
+                ) from None
             shutil.chown(self.root, SYSTEM_USER, SYSTEM_USER)
             shutil.chown(password_file, SYSTEM_USER, SYSTEM_USER)
         self._run(
