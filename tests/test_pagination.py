@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from crmsync.demo_server import DemoServer
 from crmsync.demo_server.app import RequestRecord
 from crmsync.source import SyncOptions
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
+
+
+@pytest.fixture
+def destination(workdir: Path) -> DuckDBDestination:
+    """These tests are about the HTTP side; DuckDB alone shows what landed."""
+    return DuckDBDestination(workdir)
 
 
 def most_at_once(requests: list[RequestRecord]) -> int:

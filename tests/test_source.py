@@ -36,7 +36,7 @@ def test_first_sync_loads_exactly_the_live_records_of_all_five_resources(
     result = sync(crm, destination)
 
     for resource in RESOURCES:
-        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
+        assert destination.current_ids(resource) == sorted(crm.store.ids(resource)), resource
     assert set(result.data_tables) >= set(RESOURCES)
     assert result.data_tables["accounts"] == SMALL_SIZES["accounts"]
 
@@ -50,7 +50,7 @@ def test_page_boundaries_load_every_record_without_a_wasted_request(
     sync(server, destination, policy=fast_policy(max_in_flight=1))
 
     for resource in RESOURCES:
-        assert destination.ids(resource) == sorted(server.store.ids(resource)), resource
+        assert destination.current_ids(resource) == sorted(server.store.ids(resource)), resource
         seen = server.requests_for(resource)
         assert len(seen) == expected_requests(resource, records), resource
         assert [int(r.params.get("page[page]") or r.params["page"]) for r in seen] == list(
@@ -65,8 +65,10 @@ def test_second_sync_adds_no_duplicates(crm: DemoServer, destination: DuckDBDest
     sync(crm, destination)
 
     for resource in RESOURCES:
-        ids = destination.ids(resource)
-        assert ids == sorted(set(ids)) == sorted(crm.store.ids(resource)), resource
+        assert destination.current_ids(resource) == sorted(crm.store.ids(resource)), resource
+        if destination.merges:
+            ids = destination.ids(resource)
+            assert ids == sorted(set(ids)), resource
 
 
 def test_a_field_the_contract_does_not_list_lands_as_a_new_column(
@@ -95,7 +97,7 @@ def test_columns_have_the_contract_types(crm: DemoServer, destination: DuckDBDes
     assert products["price"].startswith("DECIMAL")
     assert products["active"] == "BOOLEAN"
     events = destination.column_types("events")
-    assert events["payload"] == "JSON"
+    assert events["payload"] == destination.json_type
     assert events["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
     assert "custom_fields__tier" in destination.column_types("contacts")
 
@@ -124,10 +126,17 @@ def test_pipeline_stages_land_as_a_child_table(
     sync(crm, destination)
 
     live = crm.store.records("pipelines", include_deleted=False)
-    rows = destination.query(
-        "select p.id, s.id, s.position from {pipelines} p"
-        " join {pipelines__stages} s on s._dlt_parent_id = p._dlt_id"
-    )
+    if destination.nested_tables:
+        sql = (
+            "select p.id, s.id, s.position from {pipelines} p"
+            " join {pipelines__stages} s on s._dlt_parent_id = p._dlt_id"
+        )
+    else:  # in-row JSON
+        sql = (
+            "select p.id, (s->>'$.id')::bigint, (s->>'$.position')::bigint"
+            " from {pipelines} p, unnest(p.stages->'$[*]') as t(s)"
+        )
+    rows = destination.query(sql)
     expected = [(p["id"], s["id"], s["position"]) for p in live for s in p["stages"]]
     assert sorted(rows) == sorted(expected)
 

@@ -60,14 +60,15 @@ class Destination:
         """Every id in `table`, sorted, duplicates kept (so a duplicate shows)."""
         return sorted(row[0] for row in self.query(f"select id from {{{table}}}"))
 
-    def current_ids(self, table: str) -> list[int]:
+    def current_ids(self, table: str, include_deleted: bool = False) -> list[int]:
         """The ids of the records `table` holds as current: `ids` where the destination merges;
-        in an append log, each record's latest version, unless that version is a deletion."""
+        in an append log, each record's latest version, unless that version is a deletion
+        (`include_deleted`: kept too, as a `--keep-deleted` run keeps them)."""
         if self.merges:
             return self.ids(table)
         columns = self.column_types(table)
         order = "updated_at desc" + (", _dlt_load_id desc" if "_dlt_load_id" in columns else "")
-        live = " and deleted_at is null" if "deleted_at" in columns else ""
+        live = " and deleted_at is null" if "deleted_at" in columns and not include_deleted else ""
         rows = self.query(
             f"select id from (select id, {'deleted_at' if live else 'null as deleted_at'},"
             f" row_number() over (partition by id order by {order}) as version from {{{table}}})"
