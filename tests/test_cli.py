@@ -185,3 +185,28 @@ def test_demo_starts_the_bundled_crm_and_loads_five_tables(workdir: Path) -> Non
     for resource in ("accounts", "contacts", "events", "products", "pipelines"):
         assert f"  {resource:<28}" in done.stdout
     assert (workdir / "crmsync.duckdb").exists()
+
+
+def test_a_new_destination_file_gets_everything_again(crm: DemoServer, workdir: Path) -> None:
+    """The cursors live with the data: a deleted DuckDB file means a full sync, not a delta."""
+    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
+    (workdir / "crmsync.duckdb").unlink()
+    crm.clear_requests()
+
+    done = run_crmsync(workdir, "run", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert {r.params.get("updated_since") for r in crm.requests} == {None}
+    with duckdb.connect(str(workdir / "crmsync.duckdb"), read_only=True) as db:
+        count = db.execute("select count(*) from crm.contacts").fetchone()
+    assert count == (len(crm.store.ids("contacts")),)
+
+
+def test_a_second_run_into_the_same_file_reads_only_changes(crm: DemoServer, workdir: Path) -> None:
+    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
+    crm.clear_requests()
+
+    done = run_crmsync(workdir, "run", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert None not in {r.params.get("updated_since") for r in crm.requests}

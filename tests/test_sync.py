@@ -56,11 +56,12 @@ def test_a_failed_run_is_recorded_in_the_ledger_as_failed(
 def test_the_password_appears_nowhere_the_run_wrote(start_crm: object, workdir: Path) -> None:
     server: DemoServer = start_crm(password=SECRET)  # type: ignore[operator]
     outputs = []
-    done = run_crmsync(workdir, "run", env=crm_env(server, password=SECRET))
+    kept = ("--working-dir", str(workdir / "dlt-working-folder"))
+    done = run_crmsync(workdir, "run", *kept, env=crm_env(server, password=SECRET))
     assert done.returncode == EXIT_OK, done.stderr
     outputs.append(done.stdout + done.stderr)
     server.faults.add(Fault("/contacts", "status", status=500, times=None))
-    for args in (("run",), ("run", "--debug"), ("check",)):
+    for args in (("run", *kept), ("run", "--debug", *kept), ("check",)):
         failed = run_crmsync(workdir, *args, env=crm_env(server, password=SECRET))
         assert failed.returncode == EXIT_SOURCE
         outputs.append(failed.stdout + failed.stderr)

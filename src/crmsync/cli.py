@@ -81,6 +81,11 @@ def _sync_options(func: F) -> F:
         click.option("--destination", default="duckdb", show_default=True),
         click.option("--dataset-name", default=DEFAULT_DATASET, show_default=True),
         click.option("--pipeline-name", default=DEFAULT_PIPELINE, show_default=True),
+        click.option(
+            "--working-dir",
+            type=click.Path(file_okay=False),
+            help="Keep dlt's working folder here (default: a fresh one per run).",
+        ),
         click.option("--full-refresh", is_flag=True, help="Re-read everything; mirror exactly."),
         click.option("--keep-deleted", is_flag=True, help="Keep soft-deleted rows, flagged."),
         click.option("--since", help="First sync starts at this RFC 3339 timestamp."),
@@ -121,6 +126,7 @@ def run(
     destination: str,
     dataset_name: str,
     pipeline_name: str,
+    working_dir: str | None,
     full_refresh: bool,
     keep_deleted: bool,
     since: str | None,
@@ -131,7 +137,7 @@ def run(
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
     with _expected_failures(debug):
         connection = CrmConnection.from_config(base_url)
-        settings = RunSettings(destination, dataset_name, pipeline_name)
+        settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
         sync = SyncOptions(
             resources=_split(resources),
             full_refresh=full_refresh,

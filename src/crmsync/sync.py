@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,12 +60,29 @@ class SyncFailed(Exception):
         self.attempts = attempts
 
 
-def make_pipeline(settings: RunSettings) -> dlt.Pipeline:
+@contextmanager
+def working_folder(settings: RunSettings) -> Iterator[str]:
+    """dlt's working folder for one run: the given one, else a fresh one.
+
+    dlt keeps a copy of the pipeline state (the cursors) in a working folder and another in the
+    destination. A working folder that outlives its destination — `crmsync.duckdb` deleted, a
+    new dataset — would make the next run read only the changes since a cursor whose data is
+    gone. A fresh folder makes dlt restore the state from the destination itself, so the
+    cursors always belong to the data they describe.
+    """
+    if settings.pipelines_dir:
+        yield settings.pipelines_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="crmsync-") as folder:
+        yield folder
+
+
+def make_pipeline(settings: RunSettings, pipelines_dir: str) -> dlt.Pipeline:
     return dlt.pipeline(
         pipeline_name=settings.pipeline_name,
         destination=settings.destination,
         dataset_name=settings.dataset_name,
-        pipelines_dir=settings.pipelines_dir,  # type: ignore[arg-type]
+        pipelines_dir=pipelines_dir,
     )
 
 
@@ -78,7 +98,28 @@ def run_sync(
     sync = sync or SyncOptions()
     policy = policy or load_policy()
     ledger = ledger or RunLedger(strict=sync.strict)
-    pipeline = make_pipeline(settings)
+    with working_folder(settings) as pipelines_dir:
+        return _run(
+            make_pipeline(settings, pipelines_dir),
+            connection,
+            settings,
+            sync,
+            profile,
+            policy,
+            ledger,
+        )
+
+
+def _run(
+    pipeline: dlt.Pipeline,
+    connection: CrmConnection,
+    settings: RunSettings,
+    sync: SyncOptions,
+    profile: Profile | None,
+    policy: HttpPolicy,
+    ledger: RunLedger,
+) -> SyncResult:
+    pipeline.sync_destination()
     session = CrmSession(policy, ledger)
     source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
     _arrow_rows_like_dict_rows()
