@@ -124,24 +124,29 @@ def _run(
     source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
     _arrow_rows_like_dict_rows()
     try:
-        info = pipeline.run(
+        pipeline.extract(
             source,
-            refresh="drop_data" if sync.full_refresh else None,  # type: ignore[arg-type]
+            refresh="drop_data" if sync.full_refresh else None,
             loader_file_format=_file_format(pipeline, settings),  # type: ignore[arg-type]
         )
     except PipelineStepFailed as error:
         failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
         ledger.finish(failed or {tally.resource for tally in ledger.tallies.values()})
-        if error.step == "extract":
-            _store_ledger(pipeline, ledger)
+        _store_ledger(pipeline, ledger)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
     finally:
         session.close()
     ledger.finish()
+    _extract_ledger(pipeline, ledger)
+    try:
+        pipeline.normalize()
+        info = pipeline.load()
+    except PipelineStepFailed as error:
+        ledger.finish({tally.resource for tally in ledger.tallies.values()})
+        raise SyncFailed(ledger, policy.max_retries + 1) from error
     settle(pipeline)
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     row_counts = dict(normalize_info.row_counts) if normalize_info else {}
-    _store_ledger(pipeline, ledger)
     table_rows = table_row_counts(pipeline)
     return SyncResult(ledger, row_counts, table_rows, info)
 
@@ -160,15 +165,22 @@ def _arrow_rows_like_dict_rows() -> None:
     os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 
 
+def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
+    """Adds this run's ledger to the run's load: `_crmsync_runs` rows commit with the data."""
+    pipeline.extract(
+        ledger.rows(),
+        table_name=RUNS_TABLE,
+        write_disposition="append",
+        columns=RUNS_COLUMNS,
+        schema=pipeline.default_schema if pipeline.default_schema_name else None,  # type: ignore[arg-type]
+    )
+
+
 def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
-    """Appends this run's ledger to `_crmsync_runs`; a failure here never hides the run's own."""
+    """Appends a failed run's ledger to `_crmsync_runs`; a failure here never hides the run's."""
     try:
-        pipeline.run(
-            ledger.rows(),
-            table_name=RUNS_TABLE,
-            write_disposition="append",
-            columns=RUNS_COLUMNS,
-            schema=pipeline.default_schema if pipeline.default_schema_name else None,  # type: ignore[arg-type]
-        )
+        _extract_ledger(pipeline, ledger)
+        pipeline.normalize()
+        pipeline.load()
     except PipelineStepFailed as error:
         logger.warning(f"could not store the run ledger in {RUNS_TABLE}: {error.exception}")
