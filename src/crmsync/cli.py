@@ -15,10 +15,10 @@ import requests
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
-from crmsync.http_policy import CrmSession, check_transport, load_policy
+from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import RunLedger
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
-from crmsync.profile import endpoint_of, load_profile, resource_name
+from crmsync.profile import Profile, endpoint_of, load_profile, resource_name
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import (
     DEFAULT_DATASET,
@@ -42,7 +42,7 @@ def _fail(failure: Failure, debug: bool, error: BaseException | None = None) -> 
 
 
 @contextmanager
-def _expected_failures(debug: bool, attempts: int | None = None) -> Iterator[None]:
+def _expected_failures(debug: bool) -> Iterator[None]:
     try:
         yield
     except SyncFailed as error:
@@ -50,9 +50,9 @@ def _expected_failures(debug: bool, attempts: int | None = None) -> Iterator[Non
         cause = error.__cause__ or error
         _fail(describe(cause, error.attempts), debug, cause)
     except (ValueError, OSError, requests.RequestException) as error:
-        _fail(describe(error, attempts), debug, error)
+        _fail(describe(error), debug, error)
     except Exception as error:
-        failure = describe(error, attempts)
+        failure = describe(error)
         if failure.exit_code == EXIT_CONFIG:
             _fail(failure, debug, error)
         raise
@@ -146,24 +146,22 @@ def run(
             lookback_seconds=lookback,
             strict=strict,
         )
+        profile = load_profile(config_path)
+        policy = load_policy(allow_insecure_http=allow_insecure_http or None)
         if dry_run:
-            policy = load_policy(allow_insecure_http=allow_insecure_http or None)
             check_transport(connection.base_url, policy.allow_insecure_http)
-            profile = load_profile(config_path)
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
             return
-        _run_and_report(connection, settings, sync, config_path, allow_insecure_http)
+        _run_and_report(connection, settings, sync, profile, policy)
 
 
 def _run_and_report(
     connection: CrmConnection,
     settings: RunSettings,
     sync: SyncOptions,
-    config_path: Path | None = None,
-    allow_insecure_http: bool = False,
+    profile: Profile,
+    policy: HttpPolicy,
 ) -> None:
-    profile = load_profile(config_path)
-    policy = load_policy(allow_insecure_http=allow_insecure_http or None)
     ledger = RunLedger(strict=sync.strict)
     click.echo(f"crmsync: syncing {connection.base_url} into {settings.destination}", err=True)
     with _progress(ledger):
@@ -271,7 +269,7 @@ def demo(seed: int, debug: bool) -> None:
     with DemoServer(sizes=DEFAULT_SIZES, seed=seed) as server, _expected_failures(debug):
         click.echo(f"crmsync: bundled CRM listening on {server.base_url}", err=True)
         connection = CrmConnection(server.base_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
-        _run_and_report(connection, RunSettings(), SyncOptions())
+        _run_and_report(connection, RunSettings(), SyncOptions(), load_profile(), load_policy())
 
 
 @main.command()

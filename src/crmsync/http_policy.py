@@ -128,9 +128,6 @@ class RequestBudget:
         self._paused_until = 0.0
         self._condition = threading.Condition()
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> RequestBudget:
-        return self
-
     def acquire(self) -> None:
         with self._condition:
             while True:
@@ -153,13 +150,15 @@ class RequestBudget:
             self._condition.notify_all()
 
 
-def _throttled_for(response: requests.Response | None, cap: float) -> float | None:
-    """Seconds a 429 asks every request to wait, at most `cap`; None if not a 429."""
+def _throttled_for(
+    response: requests.Response | None, wait: wait_exponential_retry_after
+) -> float | None:
+    """Seconds a 429 asks every request to wait (read as the retry wait reads it, capped the
+    same way); None if not a 429."""
     if response is None or response.status_code != 429:
         return None
     header = response.headers.get("Retry-After", "")
-    parsed = wait_exponential_retry_after(max=cap)._parse_retry_after(header) if header else None
-    return min(parsed or 0.0, cap)
+    return (wait._parse_retry_after(header) if header else None) or 0.0
 
 
 class CrmSession(requests.Session):
@@ -169,18 +168,20 @@ class CrmSession(requests.Session):
         self,
         policy: HttpPolicy,
         ledger: RunLedger | None = None,
-        budget: RequestBudget | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
         self.ledger = ledger or RunLedger()
-        self.budget = budget or RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
+        self.budget = RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
         self.timeout = (policy.connect_timeout, policy.read_timeout)
         self.lookahead = PageLookahead(self, policy.max_in_flight)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self.headers["User-Agent"] = "crmsync"
+        self._wait = wait_exponential_retry_after(
+            multiplier=policy.backoff_factor, max=policy.max_retry_delay
+        )
         self._retrying = Retrying(
             retry=retry_any(
                 retry_if_status(policy.statuses()),
@@ -193,9 +194,7 @@ class CrmSession(requests.Session):
                     )
                 ),
             ),
-            wait=wait_exponential_retry_after(
-                multiplier=policy.backoff_factor, max=policy.max_retry_delay
-            ),
+            wait=self._wait,
             stop=stop_after_attempt(policy.max_retries + 1),
             before_sleep=self._count_retry,
             reraise=True,
@@ -233,7 +232,7 @@ class CrmSession(requests.Session):
             response = error.response
             raise
         finally:
-            self.budget.release(_throttled_for(response, self.policy.max_retry_delay))
+            self.budget.release(_throttled_for(response, self._wait))
         if response.status_code == 200:
             _decode_json_body(response)
         return response

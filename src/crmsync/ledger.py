@@ -83,10 +83,6 @@ class RunLedger:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _started: float = field(default_factory=time.monotonic, repr=False)
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> RunLedger:
-        """One ledger serves the whole run; config copies made by dlt must share it."""
-        return self
-
     def track(self, resource: str, path: str) -> ResourceTally:
         with self._lock:
             tally = self.tallies.setdefault(path, ResourceTally(resource, path))
@@ -108,6 +104,10 @@ class RunLedger:
 
     def observer(self, resource: str, path: str) -> ResourceObserver:
         return ResourceObserver(self, self.track(resource, path))
+
+    @property
+    def resources(self) -> set[str]:
+        return {tally.resource for tally in self.tallies.values()}
 
     def finish(self, failed_resources: set[str] | None = None) -> None:
         """Settle every outcome once the run has ended, successfully or not."""

@@ -260,6 +260,7 @@ def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
     pages start at 1, and requests follow the seed's retry policy.
     """
     config = copy.deepcopy(config)
-    session = config["client"].setdefault("session", CrmSession(load_policy()))
-    _prepare_endpoints(config, None, getattr(session, "lookahead", None))
+    if "session" not in config["client"]:
+        config["client"]["session"] = CrmSession(load_policy())
+    _prepare_endpoints(config, None, getattr(config["client"]["session"], "lookahead", None))
     return dlt_rest_api_source(cast(RESTAPIConfig, config), **kwargs)

@@ -131,7 +131,7 @@ def _run(
         )
     except PipelineStepFailed as error:
         failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
-        ledger.finish(failed or {tally.resource for tally in ledger.tallies.values()})
+        ledger.finish(failed or ledger.resources)
         _store_ledger(pipeline, ledger)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
     finally:
@@ -142,7 +142,7 @@ def _run(
         pipeline.normalize()
         info = pipeline.load()
     except PipelineStepFailed as error:
-        ledger.finish({tally.resource for tally in ledger.tallies.values()})
+        ledger.finish(ledger.resources)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
     settle(pipeline)
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
