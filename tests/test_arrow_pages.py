@@ -97,14 +97,38 @@ class _Page(list[Any]):
         self.paginator = type("P", (), {"has_next_page": has_next_page})()
 
 
-def test_pages_are_joined_until_the_batch_is_full_or_the_read_ends() -> None:
-    batcher = PageBatcher(max_rows=4)
-
-    results = [
-        batcher(_Page([1, 2], True)),
-        batcher(_Page([3, 4], True)),
-        batcher(_Page([5], True)),
-        batcher(_Page([6], False)),
+def ids_of(batches: list[Any]) -> list[list[int]]:
+    return [
+        batch.column("id").to_pylist() if isinstance(batch, pa.Table) else [r["id"] for r in batch]
+        for batch in batches
     ]
 
-    assert results == [None, [1, 2, 3, 4], None, [5, 6]]
+
+def test_pages_are_joined_until_the_batch_is_full_or_the_read_ends() -> None:
+    batcher = PageBatcher(TypedPages(HINTS), max_rows=4)
+    pages = [([1, 2], True), ([3, 4], True), ([5], True), ([6], False)]
+
+    results = [list(batcher(_Page([{"id": i} for i in ids], more))) for ids, more in pages]
+
+    assert [ids_of(r) for r in results] == [[], [[1, 2, 3, 4]], [], [[5, 6]]]
+    assert all(isinstance(batch, pa.Table) for r in results for batch in r)
+
+
+def test_a_page_whose_columns_cannot_join_the_batch_flushes_it_first() -> None:
+    batcher = PageBatcher(TypedPages(HINTS), max_rows=100)
+    pages = [
+        [{"id": 1, "note": "a"}],
+        [{"id": 2, "note": None, "extra": 1.5}],
+        [{"id": 3, "note": 7}],
+        [{"id": 4, "tags": ["x"]}],
+    ]
+
+    results = [
+        list(batcher(_Page(page, more))) for page, more in zip(pages, [1, 1, 1, 0], strict=True)
+    ]
+
+    assert [ids_of(r) for r in results] == [[], [], [[1, 2]], [[3], [4]]]
+    first, (second, dicts) = results[2][0], results[3]
+    assert first.column("extra").to_pylist() == [None, 1.5]
+    assert second.column("note").type == pa.int64()
+    assert dicts == [{"id": 4, "tags": ["x"]}]

@@ -1,15 +1,22 @@
-"""The page look-ahead: pages fetched concurrently, none loaded twice or skipped."""
+"""Page-number reads: pages fetched concurrently, none loaded twice or skipped, even when the
+list shifts under the reader."""
 
 from __future__ import annotations
 
+import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from crmsync.demo_server import DemoServer
+from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.app import RequestRecord
+from crmsync.failures import EXIT_SOURCE, Failure, describe
+from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
+from crmsync.sync import SyncFailed
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 
@@ -74,3 +81,65 @@ def test_the_budget_caps_requests_in_flight_across_resources(
     assert most_at_once(server.requests) <= 3
     for resource in ("accounts", "contacts", "events"):
         assert destination.ids(resource) == sorted(server.store.ids(resource))
+
+
+def test_a_record_served_again_after_a_page_shift_is_loaded_once(
+    start_crm: Any, destination: DuckDBDestination
+) -> None:
+    """Ids 100..1099 changed since T; once page 1 (100..599) is read, ids 1..10 change too and
+    enter the list ahead of it, so page 2 starts at 590: 590..599 come twice."""
+    server: DemoServer = start_crm({"contacts": 1500}, latency_ms=1000)
+    server.store.set_clock(datetime(2030, 1, 1, tzinfo=UTC))
+    server.store.update("contacts", range(100, 1100), {"title": "changed"})
+
+    def change_behind_the_reader() -> None:
+        while not [r for r in server.requests_for("contacts") if r.status == 200]:
+            time.sleep(0.01)
+        server.store.update("contacts", range(1, 11), {"title": "changed behind"})
+
+    changer = threading.Thread(target=change_behind_the_reader)
+    changer.start()
+    result = sync(
+        server,
+        destination,
+        SyncOptions(resources=("contacts",), since="2030-01-01T00:00:00Z"),
+        policy=fast_policy(max_in_flight=1),
+    )
+    changer.join()
+
+    assert [r.rows for r in server.requests_for("contacts")] == [500, 500, 10]
+    live = server.store.ids("contacts")
+    assert destination.ids("contacts") == sorted(i for i in live if 100 <= i < 1100)
+    (tally,) = result.ledger.tallies.values()
+    assert (tally.rows, tally.repeats) == (1010, 10)
+
+
+def test_a_page_out_of_id_order_fails_the_read_and_loads_nothing(
+    start_crm: Any, destination: DuckDBDestination
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})
+    server.faults.add(Fault("/contacts", "unordered", page=2, times=None))
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(server, destination, SyncOptions(resources=("contacts",)))
+
+    failure = describe(raised.value.__cause__ or raised.value)
+    assert failure == Failure(
+        EXIT_SOURCE,
+        "contacts: GET /contacts answered 200 with id 999 after 1000: the records are not in"
+        " ascending id order; set ordered_by_primary_key = false for contacts in your --config",
+    )
+    assert "contacts" not in destination.tables()
+
+
+def test_a_resource_not_ordered_by_id_loads_exactly_through_the_merge_dedup(
+    start_crm: Any, destination: DuckDBDestination, tmp_path: Path
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})
+    server.faults.add(Fault("/contacts", "unordered", times=None))
+    config = tmp_path / "crmsync.toml"
+    config.write_text('[[resources]]\nname = "contacts"\nordered_by_primary_key = false\n')
+
+    sync(server, destination, SyncOptions(resources=("contacts",)), profile=load_profile(config))
+
+    assert destination.ids("contacts") == sorted(server.store.ids("contacts"))

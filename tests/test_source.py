@@ -144,10 +144,13 @@ def test_pipeline_stages_land_as_a_child_table(
 def test_resources_option_syncs_only_the_chosen_ones(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
-    sync(crm, destination, SyncOptions(resources=("products",)))
+    result = sync(crm, destination, SyncOptions(resources=("products",)))
 
     assert {r.resource for r in crm.requests} == {"products"}
     assert "accounts" not in destination.tables()
+    assert [(t.resource, t.outcome) for t in result.ledger.tallies.values()] == [("products", "ok")]
+    stored = destination.query("select resource from {_crmsync_runs}")
+    assert stored == [("products",)]
 
 
 def seed_code(base_url: str) -> str:

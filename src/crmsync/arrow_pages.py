@@ -12,6 +12,7 @@ type) is passed on as dicts, so dlt's own normalizer keeps the last word.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -41,26 +42,61 @@ def _arrow_type(hint: dict[str, Any]) -> pa.DataType | None:
 
 
 class PageBatcher:
-    """A resource step that joins consecutive pages into batches of up to `max_rows` records.
+    """A resource step: each page made typed (`TypedPages`), then joined into batches of up to
+    `max_rows` records.
 
     dlt computes and validates a table schema for every item a resource yields, about a
-    millisecond each; joining ten 500-record pages spares nine of them. The last page of a read
-    (its paginator has no next page) always flushes the batch.
+    millisecond each; joining forty 500-record pages spares thirty-nine of them. Pages are
+    joined once typed, as Arrow tables (about 150 bytes a record) rather than as dicts (about
+    2 KB), so a batch costs little memory. A page whose columns cannot join the batch (a type
+    that differs, or dicts after tables) first flushes the batch; the last page of a read (its
+    paginator has no next page) flushes it too.
     """
 
-    def __init__(self, max_rows: int = 20000) -> None:
+    def __init__(self, typed: TypedPages, max_rows: int = 20000) -> None:
+        self.typed = typed
         self.max_rows = max_rows
         self.pending: list[Any] = []
+        self.rows = 0
+        self.schema: pa.Schema | None = None
 
-    def __call__(self, page: Any, meta: Any = None) -> Any:
+    def __call__(self, page: Any, meta: Any = None) -> Iterator[Any]:
         paginator = getattr(page, "paginator", None)
+        item = self.typed(page)
         if paginator is None:
-            return page
-        self.pending.extend(page)
-        if paginator.has_next_page and len(self.pending) < self.max_rows:
-            return None
-        batch, self.pending = self.pending, []
-        return batch
+            yield from self._flush()
+            yield item
+            return
+        if len(item):
+            if not self._joins(item):
+                yield from self._flush()
+                self.schema = item.schema if isinstance(item, pa.Table) else None
+            self.pending.append(item)
+            self.rows += len(item)
+        if not paginator.has_next_page or self.rows >= self.max_rows:
+            yield from self._flush()
+
+    def _joins(self, item: Any) -> bool:
+        if not self.pending:
+            return False
+        if not isinstance(item, pa.Table):
+            return self.schema is None
+        if self.schema is None:
+            return False
+        try:
+            self.schema = pa.unify_schemas([self.schema, item.schema], promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        return True
+
+    def _flush(self) -> Iterator[Any]:
+        pending, self.pending, self.rows = self.pending, [], 0
+        if not pending:
+            return
+        if self.schema is not None:
+            yield pa.concat_tables(pending, promote_options="default")
+        else:
+            yield [record for page in pending for record in page]
 
 
 class TypedPages:

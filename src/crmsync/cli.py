@@ -205,11 +205,12 @@ def _print_summary(result: SyncResult, settings: RunSettings) -> None:
 
 
 def _print_ledger(ledger: RunLedger) -> None:
-    header = ("resource", "requests", "retries", "429s", "waited", "pages", "rows", "complete")
-    click.echo("  " + f"{header[0]:<14}" + "".join(f"{h:>10}" for h in header[1:]))
+    figures = ("requests", "retries", "429s", "waited", "pages", "rows", "repeats", "complete")
+    click.echo(f"  {'resource':<14}" + "".join(f"{h:>10}" for h in figures))
     for t in ledger.tallies.values():
         complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
-        cells = (t.requests, t.retries, t.throttled, f"{t.wait_seconds:.1f}s", t.pages, t.rows)
+        waited = f"{t.wait_seconds:.1f}s"
+        cells = (t.requests, t.retries, t.throttled, waited, t.pages, t.rows, t.repeats)
         click.echo(
             f"  {t.resource:<14}"
             + "".join(f"{c:>10}" for c in cells)

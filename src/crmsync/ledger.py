@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "wait_seconds": {"data_type": "double"},
     "pages": {"data_type": "bigint"},
     "rows": {"data_type": "bigint"},
+    "repeats": {"data_type": "bigint"},
     "reported_total": {"data_type": "bigint"},
     "complete": {"data_type": "bool"},
     "outcome": {"data_type": "text"},
@@ -61,6 +63,8 @@ class ResourceTally:
     wait_seconds: float = 0.0
     pages: int = 0
     rows: int = 0
+    repeats: int = 0
+    """Records served again after a page shift and dropped (`RepeatedRecordFilter`)."""
     reported_total: int | None = None
     outcome: str = "not run"
 
@@ -105,6 +109,14 @@ class RunLedger:
     def observer(self, resource: str, path: str) -> ResourceObserver:
         return ResourceObserver(self, self.track(resource, path))
 
+    def tracking(self, resources: tuple[str, ...]) -> Callable[[str, str], ResourceObserver | None]:
+        """An observer factory for `resources` only: a run reports what it was asked to read."""
+
+        def observer(resource: str, path: str) -> ResourceObserver | None:
+            return self.observer(resource, path) if resource in resources else None
+
+        return observer
+
     @property
     def resources(self) -> set[str]:
         return {tally.resource for tally in self.tallies.values()}
@@ -147,7 +159,7 @@ class RunLedger:
 
 @dataclass
 class ResourceObserver:
-    """The paginator's view of the ledger: one resource's pages and its completeness."""
+    """The paginator's view of the ledger: one resource's pages, repeats and completeness."""
 
     ledger: RunLedger
     tally: ResourceTally
@@ -161,6 +173,10 @@ class ResourceObserver:
             self.tally.rows += rows
             if total is not None:
                 self.tally.reported_total = total
+
+    def repeats_dropped(self, count: int) -> None:
+        with self.ledger._lock:
+            self.tally.repeats += count
 
     def read_finished(self) -> None:
         tally = self.tally

@@ -10,6 +10,7 @@ request, and stops at the first short or empty page.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -220,3 +221,66 @@ def paginator_from_config(
         return config
     kwargs = {key: value for key, value in config.items() if key != "type"}
     return PageNumberPaginator(**kwargs, observer=observer, lookahead=lookahead)
+
+
+class RepeatObserver(Protocol):
+    """Told how many records a read served again after a page shift."""
+
+    def repeats_dropped(self, count: int) -> None: ...
+
+
+class KeyOrderError(ValueError):
+    """A page's records are not in ascending key order, so repeats cannot be told apart."""
+
+
+class RepeatedRecordFilter:
+    """A resource step that drops the records a page-number read has already passed.
+
+    The CRM lists records in ascending `id` order and cuts pages by position. A record that
+    enters the list behind the reader — an incremental read admits a record updated while
+    earlier pages were read — moves every later record one place on, so the records at the end
+    of the page just read come again at the top of the next:
+
+        page 1: ids 100..599; then id 7 is updated and enters the list
+        page 2: ids 590..1089  (590..599 again)
+
+    A record whose key is not above the highest key read so far is such a repeat; dropping it
+    leaves every id once in the load, so the destination's merge needs no dedup pass (the
+    `deduplicated` merge hint). The record that entered behind the reader is caught by the next
+    run's lookback. Within a page keys must ascend; a page that breaks that order fails the read
+    rather than have anything dropped on an assumption that does not hold.
+    """
+
+    def __init__(
+        self, resource: str, path: str, key: str, observer: RepeatObserver | None = None
+    ) -> None:
+        self.resource = resource
+        self.path = path
+        self.key = key
+        self.observer = observer
+        self.highest: Any = None
+
+    def __call__(self, page: Any, meta: Any = None) -> Any:
+        if not isinstance(page, list) or not page:
+            return page
+        keys: list[Any] = [r.get(self.key) if isinstance(r, dict) else None for r in page]
+        if None in keys:
+            return page  # a record without its key fails the load on its own
+        for before, after in itertools.pairwise(keys):
+            if not before < after:
+                raise KeyOrderError(
+                    f"GET {self.path} answered 200 with {self.key} {after!r} after {before!r}:"
+                    f" the records are not in ascending {self.key} order; set"
+                    f" ordered_by_primary_key = false for {self.resource} in your --config"
+                )
+        repeats = 0
+        if self.highest is not None:
+            while repeats < len(keys) and keys[repeats] <= self.highest:
+                repeats += 1
+        if repeats < len(keys):
+            self.highest = keys[-1]
+        if repeats:
+            del page[:repeats]  # in place: the page keeps its paginator and response
+            if self.observer is not None:
+                self.observer.repeats_dropped(repeats)
+        return page

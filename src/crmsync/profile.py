@@ -38,12 +38,20 @@ SOFT_DELETE_COLUMN = {"deleted_at": _timestamp(nullable=True, hard_delete=True)}
 """`deleted_at` set means soft-deleted in the CRM; `hard_delete` makes a merge remove the row.
 Set `hard_delete = false` on a resource (or run with `--keep-deleted`) to keep such rows."""
 
+ORDERED_KEY = "ordered_by_primary_key"
+"""crmsync's one key beside rest_api's: the endpoint lists records in ascending primary key
+order (the contract: "Records are ordered by `id` ascending"). crmsync then drops the records a
+read is served twice when the list shifts under it, and tells the destination that each load
+holds every key once, which spares the merge a dedup pass over the whole load (its largest
+memory and time cost). Set it to false for an endpoint that lists records in another order."""
+
 CRM_PROFILE: Profile = {
     "client": {"base_url": "http://127.0.0.1:8080", "auth": {"type": "basic"}},
     "resource_defaults": {
         "primary_key": "id",
         "write_disposition": "merge",
         "parallelized": True,
+        ORDERED_KEY: True,
         "endpoint": {
             "paginator": SEED_PAGINATOR,
             "params": {"include_deleted": "true"},

@@ -9,6 +9,7 @@ schema and merge, through the extension points filled in here (our paginator ins
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -23,11 +24,20 @@ from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
-from crmsync.ledger import RunLedger
-from crmsync.pagination import PageLookahead, paginator_from_config
-from crmsync.profile import CRM_PROFILE, Profile, endpoint_of, resource_name, resource_names
+from crmsync.ledger import ResourceObserver, RunLedger
+from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
+from crmsync.profile import (
+    CRM_PROFILE,
+    ORDERED_KEY,
+    Profile,
+    endpoint_of,
+    resource_name,
+    resource_names,
+)
 
 SECTION = "sources.crm"
+DEDUPLICATED_HINT = "x-stage-data-deduplicated"
+"""dlt's table hint that a load holds each primary key once: its merge skips the dedup pass."""
 DEFAULT_LOOKBACK_SECONDS = 60.0
 
 
@@ -106,7 +116,7 @@ def crm_source(
         raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
     ledger = ledger or RunLedger(strict=sync.strict)
     session = session or CrmSession(policy, ledger)
-    source = _crm(connection, profile, sync, session, ledger)
+    source = _crm(connection, profile, sync, session, ledger, tuple(selected))
     return source.with_resources(*selected)
 
 
@@ -117,7 +127,10 @@ def _crm(
     sync: SyncOptions,
     session: CrmSession,
     ledger: RunLedger,
+    selected: tuple[str, ...],
 ) -> list[DltResource]:
+    """`selected` resources are the ones the ledger tracks; the others are built only for
+    dlt to pick from (`with_resources`), and a resource another depends on is read untracked."""
     state = dlt.current.source_state()
     config = copy.deepcopy(profile)
     config["client"] = {
@@ -127,16 +140,42 @@ def _crm(
         "session": session,
     }
     defaults = config.get("resource_defaults") or {}
+    tracked = ledger.tracking(selected)
+    repeat_filters = _repeat_filters(config, tracked)
     for resource in config["resources"]:
         if isinstance(resource, dict):
             _apply_sync_mode(resource, defaults, sync, state)
-    _prepare_endpoints(config, ledger, session.lookahead)
+    _prepare_endpoints(config, tracked, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     for resource in resources:
-        resource.add_step(PageBatcher(), insert_at=1)
-        resource.add_step(TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages))
+        repeat_filter = repeat_filters.get(resource.name)
+        if repeat_filter is not None:
+            resource.add_step(repeat_filter, insert_at=1)
+            resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
+        typed = TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages)
+        resource.add_step(PageBatcher(typed), insert_at=2 if repeat_filter else 1)
     return resources
+
+
+def _repeat_filters(
+    config: Profile, tracked: Callable[[str, str], ResourceObserver | None]
+) -> dict[str, RepeatedRecordFilter]:
+    """Takes `ordered_by_primary_key` out of the config (it is crmsync's key, not rest_api's)
+    and returns a repeat filter for each resource that has it and one primary key column."""
+    defaults = config.get("resource_defaults") or {}
+    ordered_default = defaults.pop(ORDERED_KEY, False)
+    filters = {}
+    for resource in config["resources"]:
+        if not isinstance(resource, dict):
+            continue
+        ordered = resource.pop(ORDERED_KEY, ordered_default)
+        key = resource.get("primary_key", defaults.get("primary_key"))
+        if ordered and isinstance(key, str):
+            name = resource_name(resource)
+            path = str({**endpoint_of(defaults), **endpoint_of(resource)}.get("path", name))
+            filters[name] = RepeatedRecordFilter(name, path, key, tracked(name, path))
+    return filters
 
 
 def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +266,9 @@ class _ReadStart:
 
 
 def _prepare_endpoints(
-    config: Profile, ledger: RunLedger | None, lookahead: PageLookahead | None
+    config: Profile,
+    tracked: Callable[[str, str], ResourceObserver | None] | None,
+    lookahead: PageLookahead | None,
 ) -> None:
     """Turns the seed's page-number dicts into paginator instances, one per resource, and
     compiles each data selector once (rest_api would parse the JSONPath again for every page)."""
@@ -243,8 +284,8 @@ def _prepare_endpoints(
         paginator = endpoint.get("paginator", default_paginator) or client_paginator
         if paginator is not None:
             observer = None
-            if ledger is not None:
-                observer = ledger.observer(resource_name(resource), str(endpoint.get("path", "")))
+            if tracked is not None:
+                observer = tracked(resource_name(resource), str(endpoint.get("path", "")))
             endpoint["paginator"] = paginator_from_config(paginator, observer, lookahead)
         resource["endpoint"] = endpoint
     if isinstance(defaults.get("endpoint"), dict):

@@ -164,6 +164,16 @@ def test_a_short_page_fault_leaves_out_the_last_record_and_keeps_meta_truthful(
     assert log(server) == [("/contacts", 200, "short_page", 9), ("/contacts", 200, None, 10)]
 
 
+def test_an_unordered_fault_serves_the_page_in_descending_id_order(server: DemoServer) -> None:
+    server.faults.add(Fault("/contacts", "unordered"))
+    params = {"page[limit]": 10, "include_deleted": "true"}
+
+    unordered = get(server, params=params).json()
+
+    assert [c["id"] for c in unordered["contacts"]] == list(range(10, 0, -1))
+    assert log(server) == [("/contacts", 200, "unordered", 10)]
+
+
 def test_times_counts_the_faulted_requests(server: DemoServer) -> None:
     server.faults.add(Fault("/contacts", "status", times=3))
 

@@ -299,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         if kind == "short_page":
             rows = rows[:-1]
+        elif kind == "unordered":
+            rows = rows[::-1]
         document: dict[str, Any] = {endpoint.resource: rows}
         if endpoint.has_meta:
             document["meta"] = {"page": page, "limit": limit, "total": total}

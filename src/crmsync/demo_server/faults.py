@@ -2,8 +2,8 @@
 
 Each kind mimics something a production CRM or the network in front of it does: a 429 or
 503 from an overloaded gateway, a connection reset by a proxy, a body cut short by a
-crashing worker, a request that never gets an answer, and a page that silently holds one
-record fewer than it should.
+crashing worker, a request that never gets an answer, a page that silently holds one
+record fewer than it should, and a page whose records are not in the contract's id order.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from http import HTTPStatus
 
-FAULT_KINDS = ("status", "drop", "malformed", "hang", "short_page")
+FAULT_KINDS = ("status", "drop", "malformed", "hang", "short_page", "unordered")
 _STATUSES = frozenset(status.value for status in HTTPStatus)
 
 
