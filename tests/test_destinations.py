@@ -11,12 +11,18 @@ import os
 import subprocess
 from pathlib import Path
 
+import dlt
 import duckdb
 import pytest
 from deltalake import DeltaTable
 
 from crmsync.demo_server import DemoServer
+from crmsync.destinations import load_defaults
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
+from crmsync.source import SyncOptions
+from crmsync.sync import SyncResult
+from tests.conftest import sync
+from tests.support.destinations import DuckDBDestination
 from tests.support.postgres import PostgresServer
 from tests.test_cli import CRMSYNC, crm_env
 
@@ -192,3 +198,61 @@ def test_run_into_delta_tables_from_config_files(crm: DemoServer, workdir: Path)
         db.register("contacts", DeltaTable(str(lake / "crm" / "contacts")).to_pyarrow_dataset())
         ids = [row[0] for row in db.execute("select id from contacts order by id").fetchall()]
     assert ids == sorted(crm.store.ids("contacts"))
+
+
+def duckdb_global_config(result: SyncResult) -> tuple[object, str]:
+    """The `global_config` the run's load resolved, and which config provider gave it."""
+    assert result.load_info is not None
+    trace = result.load_info.pipeline.last_trace
+    assert trace is not None
+    (value,) = [
+        (t.value, t.provider_name)
+        for t in trace.resolved_config_values
+        if t.key == "global_config" and t.sections[:2] == ["destination", "duckdb"]
+    ]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("staged_rows", "memory_limit"),
+    [
+        ({}, "64MB"),
+        ({"contacts": 60, "accounts": 30}, "65MB"),
+        ({"contacts": 500_000, "events": 500_000, "accounts": 100}, "80MB"),
+        ({"contacts": 10_000_000}, "370MB"),
+    ],
+    ids=["nothing", "small-load", "a-million-records", "ten-million-contacts"],
+)
+def test_duckdb_memory_limit_grows_only_with_the_largest_staged_table(
+    workdir: Path, staged_rows: dict[str, int], memory_limit: str
+) -> None:
+    pipeline = dlt.pipeline("crmsync", destination="duckdb", pipelines_dir=str(workdir))
+
+    assert load_defaults(pipeline, staged_rows) == {
+        "destination": {
+            "duckdb": {"credentials": {"global_config": {"memory_limit": memory_limit}}}
+        }
+    }
+
+
+def test_no_memory_limit_is_set_for_other_destinations(workdir: Path) -> None:
+    pipeline = dlt.pipeline("crmsync", destination="postgres", pipelines_dir=str(workdir))
+
+    assert load_defaults(pipeline, {"contacts": 1_000_000}) == {}
+
+
+def test_a_duckdb_load_runs_under_crmsyncs_memory_limit(crm: DemoServer, workdir: Path) -> None:
+    result = sync(crm, DuckDBDestination(workdir))
+
+    assert duckdb_global_config(result) == ({"memory_limit": "65MB"}, "crmsync defaults")
+    assert DuckDBDestination(workdir).ids("contacts") == sorted(crm.store.ids("contacts"))
+
+
+def test_a_configured_duckdb_global_config_replaces_the_memory_limit(
+    crm: DemoServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"threads": 1}')
+
+    result = sync(crm, DuckDBDestination(workdir), SyncOptions(resources=("contacts",)))
+
+    assert duckdb_global_config(result) == ('{"threads": 1}', "Environment Variables")

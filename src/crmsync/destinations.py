@@ -9,6 +9,7 @@ dlt does the loading and reads every destination setting (`.dlt/secrets.toml`, `
   `RunSettings.table_format`) writes Delta tables that merge on `id` and remove deleted records.
   dlt 1.31 refuses deletes on a Delta table that has nested tables, so the contract's lists
   (`accounts.tags`, `pipelines.stages`) stay in their row as JSON there, not in child tables.
+- **duckdb** gets a memory limit sized to each load (`load_defaults`), unless one is configured.
 - every other destination gets dlt's defaults: merge on `id`, soft-deleted records removed.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import collections.abc
 import difflib
+import math
 import os
 import tempfile
 import types
@@ -51,6 +53,16 @@ TABLE_FORMATS = ("delta",)
 
 CONTRACT_LISTS: dict[str, tuple[str, ...]] = {"accounts": ("tags",), "pipelines": ("stages",)}
 """The contract's list fields: child tables everywhere but on Delta, where they stay in-row."""
+
+DUCKDB_MEMORY_FLOOR_MB = 64
+DUCKDB_BYTES_PER_STAGED_ROW = 32
+"""DuckDB's memory limit for a load: the floor, plus this much per row of the largest table the
+load stages. Left to itself DuckDB keeps every page it wrote cached, up to 80% of RAM, so its
+memory grows with all the data it has loaded. What a merge needs grows only with the rows it
+stages (the `DELETE ... WHERE EXISTS` join builds on the staged keys). Measured with DuckDB
+2.0 on 2 threads, replacing 5M rows failed at 64 MB and passed at 96 MB, 10M failed at 128 MB
+and passed at 256 MB: 13 to 26 bytes a row; the dedup window of a resource not read in key
+order passed 5M rows at 128 MB. The floor comes on top of the 32 bytes a row."""
 
 _NO_CONNECTION_CHECK = {"duckdb", "dummy"}
 """Destinations whose connection a dry run does not open: for DuckDB that would create the file."""
@@ -122,6 +134,22 @@ def adapt_source(source: DltSource, settings: RunSettings) -> DltSource:
             if flagged:
                 resource.apply_hints(columns={n: {"hard_delete": False} for n in flagged})
     return source
+
+
+def load_defaults(pipeline: dlt.Pipeline, staged_rows: Mapping[str, int]) -> dict[str, Any]:
+    """crmsync's defaults for loading `staged_rows` (`crmsync.config_defaults`): on DuckDB, a
+    `memory_limit` sized to the load; a configured `global_config` replaces it entirely."""
+    destination = pipeline.destination
+    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+        return {}
+    largest = max(staged_rows.values(), default=0)
+    limit_mb = DUCKDB_MEMORY_FLOOR_MB + math.ceil(largest * DUCKDB_BYTES_PER_STAGED_ROW / 2**20)
+    global_config = {"memory_limit": f"{limit_mb}MB"}
+    return {
+        "destination": {
+            destination.destination_name: {"credentials": {"global_config": global_config}}
+        }
+    }
 
 
 def settle(pipeline: dlt.Pipeline) -> None:

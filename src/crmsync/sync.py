@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,8 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from crmsync.destinations import adapt_source, settle, table_row_counts
+from crmsync.config_defaults import defaults
+from crmsync.destinations import adapt_source, load_defaults, settle, table_row_counts
 from crmsync.failures import causes
 from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
@@ -24,6 +24,8 @@ from crmsync.source import CrmConnection, SyncOptions, crm_source
 
 DEFAULT_PIPELINE = "crmsync"
 DEFAULT_DATASET = "crm"
+RUN_DEFAULTS = {"normalize": {"parquet_normalizer": {"add_dlt_load_id": True}}}
+"""Arrow tables get `_dlt_load_id` as dict rows do (their `_dlt_id` comes with them)."""
 
 
 @dataclass
@@ -98,7 +100,7 @@ def run_sync(
     sync = sync or SyncOptions()
     policy = policy or load_policy()
     ledger = ledger or RunLedger(strict=sync.strict)
-    with working_folder(settings) as pipelines_dir:
+    with working_folder(settings) as pipelines_dir, defaults(RUN_DEFAULTS):
         return _run(
             make_pipeline(settings, pipelines_dir),
             connection,
@@ -122,7 +124,6 @@ def _run(
     pipeline.sync_destination()
     session = CrmSession(policy, ledger)
     source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
-    _arrow_rows_like_dict_rows()
     try:
         pipeline.extract(
             source,
@@ -140,15 +141,20 @@ def _run(
     _extract_ledger(pipeline, ledger)
     try:
         pipeline.normalize()
-        info = pipeline.load()
+        with defaults(load_defaults(pipeline, _staged_rows(pipeline))):
+            info = pipeline.load()
     except PipelineStepFailed as error:
         ledger.finish(ledger.resources)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
     settle(pipeline)
-    normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-    row_counts = dict(normalize_info.row_counts) if normalize_info else {}
     table_rows = table_row_counts(pipeline)
-    return SyncResult(ledger, row_counts, table_rows, info)
+    return SyncResult(ledger, _staged_rows(pipeline), table_rows, info)
+
+
+def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
+    """Rows per table in the load just normalized."""
+    normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    return dict(normalize_info.row_counts) if normalize_info else {}
 
 
 def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
@@ -158,11 +164,6 @@ def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
         return settings.loader_file_format
     capabilities = pipeline.destination.capabilities()
     return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
-
-
-def _arrow_rows_like_dict_rows() -> None:
-    """Arrow tables get `_dlt_load_id` as dict rows do (their `_dlt_id` comes with them)."""
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 
 
 def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:

@@ -1,0 +1,52 @@
+"""crmsync's defaults for dlt settings, beneath everything the user configures.
+
+Some dlt settings need other values for crmsync's fast path than dlt's own defaults (DuckDB's
+memory limit, `_dlt_load_id` on Arrow tables). Setting them as environment variables would
+override a user's `.dlt/config.toml`, and leak into the rest of the process. Instead they sit in
+a config provider registered after all of dlt's, which dlt consults only for what no other
+provider (environment, toml files, secrets vaults) answers, and only while a run applies them.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import dlt
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.providers import DictionaryProvider
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+
+
+class CrmsyncDefaults(DictionaryProvider):
+    NAME: ClassVar[str] = "crmsync defaults"
+
+
+_PROVIDER = CrmsyncDefaults()
+
+
+@contextmanager
+def defaults(values: Mapping[str, Any]) -> Iterator[None]:
+    """Applies `values` (a nested dict, dlt's sections as keys) beneath the user's config.
+
+    Nested uses add to the outer values; each restores what was there before on exit, also when
+    the block raises (which dlt's own `DictionaryProvider.values` does not).
+    """
+    providers = Container()[PluggableRunContext].providers
+    if _PROVIDER.name not in providers:
+        dlt.config.register_provider(_PROVIDER)
+    with _PROVIDER.preserve():
+        _PROVIDER._config_doc = _merged(_PROVIDER._config_doc, values)
+        yield
+
+
+def _merged(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
