@@ -72,6 +72,15 @@ def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any])
     assert TypedPages(HINTS)(page) is page
 
 
+def test_after_a_page_with_lists_the_resource_goes_as_dicts_without_another_arrow_try() -> None:
+    typed = TypedPages(HINTS)
+    with_lists, without_lists = [{"id": 1, "tags": ["a"]}], [{"id": 2, "tags": []}]
+
+    assert isinstance(TypedPages(HINTS)(without_lists), pa.Table)
+    assert typed(with_lists) is with_lists
+    assert typed(without_lists) is without_lists
+
+
 def test_nested_objects_become_double_underscore_columns_in_hinted_types() -> None:
     page = [
         {"id": 1, "account_id": None, "custom_fields": {"tier": "a", "x": {"y": True}}},

@@ -109,10 +109,14 @@ class TypedPages:
     column by column; only `json` columns are serialized in Python first. Either way, columns
     hinted as timestamps hold timestamps, not strings, so that the incremental cursor compares
     one type whichever form a page took (`arrow=False` keeps every page as dicts).
+
+    A resource whose records hold lists (`accounts.tags`), which dlt turns into nested tables,
+    goes as dicts from its first such page on, without another Arrow attempt per page.
     """
 
     def __init__(self, columns: dict[str, dict[str, Any]], arrow: bool = True) -> None:
         self.arrow = arrow
+        self.has_lists = False
         self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
         self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
         self.required = {n for n, h in columns.items() if h.get("nullable") is False}
@@ -121,7 +125,11 @@ class TypedPages:
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
-        return (self.arrow and self._table(page)) or self._with_timestamps(page)
+        if self.arrow and not self.has_lists:
+            table = self._table(page)
+            if table is not None:
+                return table
+        return self._with_timestamps(page)
 
     def _table(self, page: list[Any]) -> pa.Table | None:
         try:
@@ -174,6 +182,7 @@ class TypedPages:
                 continue
             if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
                 if pc.sum(pc.list_value_length(array)).as_py():
+                    self.has_lists = True
                     return False
                 continue
             target = self.types.get(name)
