@@ -20,8 +20,8 @@ from crmsync.demo_server import DemoServer
 from crmsync.destinations import load_defaults
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
 from crmsync.source import SyncOptions
-from crmsync.sync import SyncResult
-from tests.conftest import sync
+from crmsync.sync import SyncResult, run_sync
+from tests.conftest import connection_to, fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 from tests.support.postgres import PostgresServer
 from tests.test_cli import CRMSYNC, crm_env
@@ -228,17 +228,37 @@ def test_duckdb_memory_limit_grows_only_with_the_largest_staged_table(
 ) -> None:
     pipeline = dlt.pipeline("crmsync", destination="duckdb", pipelines_dir=str(workdir))
 
-    assert load_defaults(pipeline, staged_rows) == {
+    assert load_defaults(pipeline, staged_rows, "parquet") == {
         "destination": {
             "duckdb": {"credentials": {"global_config": {"memory_limit": memory_limit}}}
         }
     }
 
 
-def test_no_memory_limit_is_set_for_other_destinations(workdir: Path) -> None:
-    pipeline = dlt.pipeline("crmsync", destination="postgres", pipelines_dir=str(workdir))
+@pytest.mark.parametrize(
+    ("destination", "file_format"),
+    [("postgres", "parquet"), ("duckdb", "jsonl"), ("duckdb", "insert_values")],
+)
+def test_no_memory_limit_is_set_but_for_parquet_into_duckdb(
+    workdir: Path, destination: str, file_format: str
+) -> None:
+    pipeline = dlt.pipeline("crmsync", destination=destination, pipelines_dir=str(workdir))
 
-    assert load_defaults(pipeline, {"contacts": 1_000_000}) == {}
+    assert load_defaults(pipeline, {"contacts": 1_000_000}, file_format) == {}
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "insert_values"])
+def test_other_loader_file_formats_load_into_duckdb_exactly(
+    crm: DemoServer, workdir: Path, file_format: str
+) -> None:
+    destination = DuckDBDestination(workdir)
+    settings = destination.settings()
+    settings.loader_file_format = file_format
+
+    run_sync(connection_to(crm), settings, policy=fast_policy())
+
+    for resource in ("accounts", "contacts", "events", "products", "pipelines"):
+        assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
 
 
 def test_a_duckdb_load_runs_under_crmsyncs_memory_limit(crm: DemoServer, workdir: Path) -> None:

@@ -136,11 +136,19 @@ def adapt_source(source: DltSource, settings: RunSettings) -> DltSource:
     return source
 
 
-def load_defaults(pipeline: dlt.Pipeline, staged_rows: Mapping[str, int]) -> dict[str, Any]:
+def load_defaults(
+    pipeline: dlt.Pipeline, staged_rows: Mapping[str, int], file_format: str | None
+) -> dict[str, Any]:
     """crmsync's defaults for loading `staged_rows` (`crmsync.config_defaults`): on DuckDB, a
-    `memory_limit` sized to the load; a configured `global_config` replaces it entirely."""
+    `memory_limit` sized to the load; a configured `global_config` replaces it entirely.
+
+    Only for Parquet files, which DuckDB reads in row groups: its JSON reader takes 32 MB
+    buffers per file and thread, and ran out of memory under the limit on a demo-sized load.
+    """
     destination = pipeline.destination
     if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+        return {}
+    if file_format != "parquet":
         return {}
     largest = max(staged_rows.values(), default=0)
     limit_mb = DUCKDB_MEMORY_FLOOR_MB + math.ceil(largest * DUCKDB_BYTES_PER_STAGED_ROW / 2**20)

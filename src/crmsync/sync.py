@@ -145,7 +145,8 @@ def _run(
     _extract_ledger(pipeline, ledger)
     try:
         pipeline.normalize()
-        with defaults(load_defaults(pipeline, _staged_rows(pipeline))):
+        loads = load_defaults(pipeline, _staged_rows(pipeline), _file_format(pipeline, settings))
+        with defaults(loads):
             info = pipeline.load()
     except PipelineStepFailed as error:
         ledger.finish(ledger.resources)
