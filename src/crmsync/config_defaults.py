@@ -9,8 +9,7 @@ provider (environment, toml files, secrets vaults) answers, and only while a run
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -18,6 +17,7 @@ import dlt
 from dlt.common.configuration.container import Container
 from dlt.common.configuration.providers import DictionaryProvider
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.utils import clone_dict_nested, update_dict_nested
 
 
 class CrmsyncDefaults(DictionaryProvider):
@@ -28,7 +28,7 @@ _PROVIDER = CrmsyncDefaults()
 
 
 @contextmanager
-def defaults(values: Mapping[str, Any]) -> Iterator[None]:
+def defaults(values: dict[str, Any]) -> Iterator[None]:
     """Applies `values` (a nested dict, dlt's sections as keys) beneath the user's config.
 
     Nested uses add to the outer values; each restores what was there before on exit, also when
@@ -38,15 +38,5 @@ def defaults(values: Mapping[str, Any]) -> Iterator[None]:
     if _PROVIDER.name not in providers:
         dlt.config.register_provider(_PROVIDER)
     with _PROVIDER.preserve():
-        _PROVIDER._config_doc = _merged(_PROVIDER._config_doc, values)
+        update_dict_nested(_PROVIDER._config_doc, clone_dict_nested(values))
         yield
-
-
-def _merged(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(dict(base))
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merged(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

@@ -146,7 +146,7 @@ def load_defaults(
     buffers per file and thread, and ran out of memory under the limit on a demo-sized load.
     """
     destination = pipeline.destination
-    if destination is None or destination.destination_type.rsplit(".", 1)[-1] != "duckdb":
+    if destination is None or destination_type(destination) != "duckdb":
         return {}
     if file_format != "parquet":
         return {}

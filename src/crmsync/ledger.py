@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,14 +107,6 @@ class RunLedger:
 
     def observer(self, resource: str, path: str) -> ResourceObserver:
         return ResourceObserver(self, self.track(resource, path))
-
-    def tracking(self, resources: tuple[str, ...]) -> Callable[[str, str], ResourceObserver | None]:
-        """An observer factory for `resources` only: a run reports what it was asked to read."""
-
-        def observer(resource: str, path: str) -> ResourceObserver | None:
-            return self.observer(resource, path) if resource in resources else None
-
-        return observer
 
     @property
     def resources(self) -> set[str]:

@@ -9,7 +9,7 @@ schema and merge, through the extension points filled in here (our paginator ins
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -140,12 +140,12 @@ def _crm(
         "session": session,
     }
     defaults = config.get("resource_defaults") or {}
-    tracked = ledger.tracking(selected)
-    repeat_filters = _repeat_filters(config, tracked)
     for resource in config["resources"]:
         if isinstance(resource, dict):
             _apply_sync_mode(resource, defaults, sync, state)
-    _prepare_endpoints(config, tracked, session.lookahead)
+    observers = _observers(config, ledger, selected)
+    repeat_filters = _repeat_filters(config, observers)
+    _prepare_endpoints(config, observers, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     for resource in resources:
@@ -158,8 +158,24 @@ def _crm(
     return resources
 
 
+def _observers(
+    config: Profile, ledger: RunLedger, selected: tuple[str, ...]
+) -> dict[str, ResourceObserver]:
+    """The ledger's observer of each selected resource (endpoints already merged with the
+    defaults): a run reports what it was asked to read."""
+    return {
+        name: ledger.observer(name, _path(resource))
+        for resource in config["resources"]
+        if isinstance(resource, dict) and (name := resource_name(resource)) in selected
+    }
+
+
+def _path(resource: dict[str, Any]) -> str:
+    return str(endpoint_of(resource).get("path", ""))
+
+
 def _repeat_filters(
-    config: Profile, tracked: Callable[[str, str], ResourceObserver | None]
+    config: Profile, observers: Mapping[str, ResourceObserver]
 ) -> dict[str, RepeatedRecordFilter]:
     """Takes `ordered_by_primary_key` out of the config (it is crmsync's key, not rest_api's)
     and returns a repeat filter for each resource that has it and one primary key column."""
@@ -173,8 +189,8 @@ def _repeat_filters(
         key = resource.get("primary_key", defaults.get("primary_key"))
         if ordered and isinstance(key, str):
             name = resource_name(resource)
-            path = str({**endpoint_of(defaults), **endpoint_of(resource)}.get("path", name))
-            filters[name] = RepeatedRecordFilter(name, path, key, tracked(name, path))
+            observer = observers.get(name)
+            filters[name] = RepeatedRecordFilter(name, _path(resource), key, observer)
     return filters
 
 
@@ -266,9 +282,7 @@ class _ReadStart:
 
 
 def _prepare_endpoints(
-    config: Profile,
-    tracked: Callable[[str, str], ResourceObserver | None] | None,
-    lookahead: PageLookahead | None,
+    config: Profile, observers: Mapping[str, ResourceObserver], lookahead: PageLookahead | None
 ) -> None:
     """Turns the seed's page-number dicts into paginator instances, one per resource, and
     compiles each data selector once (rest_api would parse the JSONPath again for every page)."""
@@ -283,9 +297,7 @@ def _prepare_endpoints(
             endpoint["data_selector"] = jsonpath.compile_path(endpoint["data_selector"])
         paginator = endpoint.get("paginator", default_paginator) or client_paginator
         if paginator is not None:
-            observer = None
-            if tracked is not None:
-                observer = tracked(resource_name(resource), str(endpoint.get("path", "")))
+            observer = observers.get(resource_name(resource))
             endpoint["paginator"] = paginator_from_config(paginator, observer, lookahead)
         resource["endpoint"] = endpoint
     if isinstance(defaults.get("endpoint"), dict):
@@ -303,5 +315,5 @@ def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
     config = copy.deepcopy(config)
     if "session" not in config["client"]:
         config["client"]["session"] = CrmSession(load_policy())
-    _prepare_endpoints(config, None, getattr(config["client"]["session"], "lookahead", None))
+    _prepare_endpoints(config, {}, getattr(config["client"]["session"], "lookahead", None))
     return dlt_rest_api_source(cast(RESTAPIConfig, config), **kwargs)

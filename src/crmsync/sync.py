@@ -127,12 +127,13 @@ def _run(
     pipeline.sync_destination()
     session = CrmSession(policy, ledger)
     source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
+    file_format = _file_format(pipeline, settings)
     try:
         with defaults(EXTRACT_DEFAULTS):
             pipeline.extract(
                 source,
                 refresh="drop_data" if sync.full_refresh else None,
-                loader_file_format=_file_format(pipeline, settings),  # type: ignore[arg-type]
+                loader_file_format=file_format,  # type: ignore[arg-type]
             )
     except PipelineStepFailed as error:
         failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
@@ -145,15 +146,15 @@ def _run(
     _extract_ledger(pipeline, ledger)
     try:
         pipeline.normalize()
-        loads = load_defaults(pipeline, _staged_rows(pipeline), _file_format(pipeline, settings))
-        with defaults(loads):
+        staged_rows = _staged_rows(pipeline)
+        with defaults(load_defaults(pipeline, staged_rows, file_format)):
             info = pipeline.load()
     except PipelineStepFailed as error:
         ledger.finish(ledger.resources)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
     settle(pipeline)
     table_rows = table_row_counts(pipeline)
-    return SyncResult(ledger, _staged_rows(pipeline), table_rows, info)
+    return SyncResult(ledger, staged_rows, table_rows, info)
 
 
 def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
