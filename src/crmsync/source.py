@@ -23,6 +23,7 @@ from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
+from crmsync.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
@@ -117,6 +118,9 @@ def crm_source(
     ledger = ledger or RunLedger(strict=sync.strict)
     session = session or CrmSession(policy, ledger)
     source = _crm(connection, profile, sync, session, ledger, tuple(selected))
+    # nested tables keep `_dlt_root_id` under a first read's replace too: the merges after it
+    # need it (`crmsync.first_read`)
+    source.root_key = True
     return source.with_resources(*selected)
 
 
@@ -145,16 +149,18 @@ def _crm(
             _apply_sync_mode(resource, defaults, sync, state)
     observers = _observers(config, ledger, selected)
     repeat_filters = _repeat_filters(config, observers)
+    deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
     _prepare_endpoints(config, observers, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     for resource in resources:
         repeat_filter = repeat_filters.get(resource.name)
         if repeat_filter is not None:
-            resource.add_step(repeat_filter, insert_at=1)
             resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
         typed = TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages)
-        resource.add_step(PageBatcher(typed), insert_at=2 if repeat_filter else 1)
+        steps = (repeat_filter, deleted_filters.get(resource.name), PageBatcher(typed))
+        for position, step in enumerate((s for s in steps if s), start=1):
+            resource.add_step(step, insert_at=position)
     return resources
 
 
@@ -194,6 +200,39 @@ def _repeat_filters(
     return filters
 
 
+def _replace_first_reads(
+    config: Profile,
+    state: dict[str, Any],
+    sync: SyncOptions,
+    deduplicated: Mapping[str, RepeatedRecordFilter],
+) -> dict[str, DeletedRecordFilter]:
+    """Sets `replace` on each merge resource read whole for the first time (`crmsync.first_read`)
+    and returns the filter of its soft-deleted records (none with `--keep-deleted`)."""
+    defaults = config.get("resource_defaults") or {}
+    filters = {}
+    for resource in config["resources"]:
+        if not isinstance(resource, dict) or resource_name(resource) not in deduplicated:
+            continue
+        name = resource_name(resource)
+        incremental = endpoint_of(resource).get("incremental") or {}
+        whole_read = (
+            bool(incremental) and not sync.since and not _stored_cursor(state, name, incremental)
+        )
+        disposition = resource.get("write_disposition", defaults.get("write_disposition"))
+        if replaces_merge(disposition, whole_read):
+            resource["write_disposition"] = "replace"
+            filters[name] = DeletedRecordFilter(_columns(resource, defaults))
+            _keep_deleted(resource, defaults)  # filtered already; replace would warn of the hint
+    return filters
+
+
+def _stored_cursor(state: dict[str, Any], name: str, incremental: dict[str, Any]) -> Any:
+    """The cursor dlt's incremental stored for `name` (None before its first read)."""
+    resource_state = state.get("resources", {}).get(name, {})
+    cursor_path = incremental.get("cursor_path")
+    return resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
+
+
 def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(resource, dict):
         return {}
@@ -220,11 +259,14 @@ def _apply_sync_mode(
         endpoint["incremental"] = incremental
     resource["endpoint"] = endpoint
     if sync.keep_deleted:
-        columns = _columns(resource, defaults)
-        resource["columns"] = {
-            key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
-            for key, hint in columns.items()
-        }
+        _keep_deleted(resource, defaults)
+
+
+def _keep_deleted(resource: dict[str, Any], defaults: dict[str, Any]) -> None:
+    resource["columns"] = {
+        key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
+        for key, hint in _columns(resource, defaults).items()
+    }
 
 
 def _cursor_value(value: str, hint: dict[str, Any]) -> Any:
@@ -242,10 +284,8 @@ def _lookback(
     newest one. Stepping back to where the previous read began (minus the lookback, for clock
     skew and one-second timestamps) catches it; merge on `id` removes the overlap.
     """
-    resource_state = state.get("resources", {}).get(name, {})
-    cursor_path = incremental.get("cursor_path")
-    last_value = resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
-    read_started = resource_state.get(_ReadStart.STATE_KEY)
+    last_value = _stored_cursor(state, name, incremental)
+    read_started = state.get("resources", {}).get(name, {}).get(_ReadStart.STATE_KEY)
     if not last_value or not read_started:
         return lookback
     overshoot = (_parse_time(last_value) - _parse_time(read_started)).total_seconds()
