@@ -72,6 +72,18 @@ def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any])
     assert TypedPages(HINTS)(page) is page
 
 
+@pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "dicts"])
+def test_every_row_gets_its_own_row_key_in_either_form(arrow: bool) -> None:
+    page = [{"id": i, "tags": ["a"] if i == 0 and not arrow else []} for i in range(1000)]
+
+    typed = TypedPages(HINTS)(page)
+
+    keys = typed.column("_dlt_id").to_pylist() if arrow else [r["_dlt_id"] for r in typed]
+    assert isinstance(typed, pa.Table) is arrow
+    assert len(set(keys)) == 1000
+    assert {len(key) for key in keys} == {16}
+
+
 def test_after_a_page_with_lists_the_resource_goes_as_dicts_without_another_arrow_try() -> None:
     typed = TypedPages(HINTS)
     with_lists, without_lists = [{"id": 1, "tags": ["a"]}], [{"id": 2, "tags": []}]
@@ -140,4 +152,4 @@ def test_a_page_whose_columns_cannot_join_the_batch_flushes_it_first() -> None:
     first, (second, dicts) = results[2][0], results[3]
     assert first.column("extra").to_pylist() == [None, 1.5]
     assert second.column("note").type == pa.int64()
-    assert dicts == [{"id": 4, "tags": ["x"]}]
+    assert [(r["id"], r["tags"]) for r in dicts] == [(4, ["x"])]

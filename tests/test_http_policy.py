@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -18,6 +19,7 @@ from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.proxy import ForwardingProxy
 
 CONTACTS = SyncOptions(resources=("contacts",))
 
@@ -223,3 +225,21 @@ def test_max_requests_per_second_spaces_the_requests(
     starts = sorted(r.at for r in crm.requests)
     assert len(starts) == 5
     assert starts[-1] - starts[0] >= 4 / 20 * 0.9
+
+
+def test_every_page_goes_through_the_proxy_the_environment_names_read_ahead_or_not(
+    start_crm: object, destination: DuckDBDestination, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server: DemoServer = start_crm({"contacts": 2600})  # type: ignore[operator]
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    with ForwardingProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        sync(server, destination, CONTACTS)
+
+    served = sorted(int(r.params["page[page]"]) for r in server.requests_for("contacts"))
+    carried = sorted(int(parse_qs(urlsplit(url).query)["page[page]"][0]) for url in proxy.urls)
+    assert served == [1, 2, 3, 4, 5, 6]  # pages 2 to 6 are read ahead once page 1 gives a total
+    assert carried == served
+    assert destination.current_ids("contacts") == sorted(server.store.ids("contacts"))

@@ -49,13 +49,13 @@ class DeletedRecordFilter:
         return bool(self.flags or self.stamps)
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
-        if isinstance(page, list) and page:
-            page[:] = [record for record in page if not self._deleted(record)]
+        if not isinstance(page, list) or not page:
+            return page
+        kept = page
+        for name in self.stamps:
+            kept = [r for r in kept if type(r) is not dict or r.get(name) is None]
+        for name in self.flags:
+            kept = [r for r in kept if type(r) is not dict or r.get(name) is not True]
+        if len(kept) < len(page):
+            page[:] = kept
         return page
-
-    def _deleted(self, record: Any) -> bool:
-        if not isinstance(record, dict):
-            return False
-        return any(record.get(n) is True for n in self.flags) or any(
-            record.get(n) is not None for n in self.stamps
-        )

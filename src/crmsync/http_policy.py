@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -34,6 +34,9 @@ from tenacity import (
 
 from crmsync.ledger import RunLedger
 from crmsync.pagination import PageLookahead
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 register_auth("basic", HttpBasicAuth)
 """The seed writes `"type": "basic"`; dlt calls the same scheme `http_basic`."""
@@ -182,6 +185,7 @@ class CrmSession(requests.Session):
         self._wait = wait_exponential_retry_after(
             multiplier=policy.backoff_factor, max=policy.max_retry_delay
         )
+        self._environment: dict[tuple[str, str], _Settings] = {}
         self._retrying = Retrying(
             retry=retry_any(
                 retry_if_status(policy.statuses()),
@@ -212,10 +216,33 @@ class CrmSession(requests.Session):
         return self.fetch(request, **kwargs)
 
     def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        """Sends now, under the retry policy and the budget (the look-ahead sends this way)."""
+        """Sends now, under the retry policy and the budget (the look-ahead sends this way).
+
+        rest_api merges the environment's settings into every request it sends;
+        `Session.send` alone would still find the proxy but not `REQUESTS_CA_BUNDLE`. Pages the
+        look-ahead sends get the same settings here, whichever thread sends them.
+        """
+        url = str(request.url)
+        for key, value in self.merge_environment_settings(url, {}, None, None, None).items():
+            kwargs.setdefault(key, value)
         kwargs.setdefault("timeout", self.timeout)
         response: requests.Response = self._retrying(self._attempt, request, **kwargs)
         return response
+
+    def merge_environment_settings(
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> _Settings:
+        """requests reads the proxy and CA variables of the environment again for every request
+        (a tenth of the CPU a page costs the main thread); they depend on the host alone, so a
+        session keeps each host's answer."""
+        if proxies or stream is not None or verify is not None or cert is not None:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url.decode() if isinstance(url, bytes) else url or "")
+        host = (parts.scheme, parts.netloc)
+        if host not in self._environment:
+            self._environment[host] = super().merge_environment_settings(url, {}, None, None, None)
+        settings = self._environment[host]
+        return {**settings, "proxies": dict(settings["proxies"])}
 
     def close(self) -> None:
         self.lookahead.close()
