@@ -25,11 +25,10 @@ How to read the numbers (each a median over the runs of one contender at one lat
   log, read before and after; control calls are not logged). 25 ms latency makes every
   request cost at least 25 ms, so fewer or concurrent requests pay off there.
 - peak RSS: the child's own high-water resident memory (``VmHWM`` in /proc/self/status,
-  read by the child as it ends), or of any process it started if larger. Neither the
-  parent's ``RUSAGE_CHILDREN`` (a maximum over all children ever waited for, so it cannot
-  tell one run from the next) nor the child's ``ru_maxrss`` (Linux carries it across exec
-  from the process that spawned it) would give one run's peak; polling with psutil would
-  miss short spikes.
+  read by the child as it ends), plus that of crmsync's page-decoding worker (read as the
+  run closes it): an upper bound of the memory the run held at once. ``ru_maxrss`` would
+  not do, for the child or its worker: Linux carries it across fork and exec (see
+  ``contenders.peak_rss_mb``); polling with psutil would miss short spikes.
 - runs: a cell whose first run takes over ``SLOW_RUN_SECONDS`` (60) is not repeated, to keep the
   whole benchmark within ~20 minutes; its "median" is that one run. ``--repeat-slow`` repeats
   it too (plain dlt's two minutes a run are the noisiest figure of the table).

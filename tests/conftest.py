@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.http_policy import HttpPolicy
+from crmsync.page_decoding import ProcessDecoder
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import SyncResult, run_sync
 from tests.support.destinations import (
@@ -101,3 +103,19 @@ def sync(
 ) -> SyncResult:
     kwargs.setdefault("policy", fast_policy())
     return run_sync(connection_to(server), destination.settings(), options, **kwargs)
+
+
+@pytest.fixture
+def pages_as_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the pages worker processes decoded into tables during the test."""
+    paths: list[str] = []
+    decode = ProcessDecoder.__call__
+
+    def counting(self: ProcessDecoder, path: str, body: bytes) -> Any:
+        decoded = decode(self, path, body)
+        if any(isinstance(value, pa.Table) for value in decoded.values()):
+            paths.append(path)
+        return decoded
+
+    monkeypatch.setattr(ProcessDecoder, "__call__", counting)
+    return paths

@@ -41,8 +41,11 @@ def crm_env(server: DemoServer, password: str = DEFAULT_PASSWORD) -> dict[str, s
     }
 
 
-def test_run_loads_five_tables_and_prints_rows_per_table(crm: DemoServer, workdir: Path) -> None:
-    done = run_crmsync(workdir, "run", env=crm_env(crm))
+@pytest.mark.parametrize("options", [[], ["--page-processes", "0"]], ids=["default", "in-process"])
+def test_run_loads_five_tables_and_prints_rows_per_table(
+    crm: DemoServer, workdir: Path, options: list[str]
+) -> None:
+    done = run_crmsync(workdir, "run", *options, env=crm_env(crm))
 
     assert done.returncode == EXIT_OK, done.stderr
     for resource in ("accounts", "contacts", "events", "products", "pipelines"):

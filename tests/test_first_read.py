@@ -31,14 +31,16 @@ def staged_tables(destination: DuckDBDestination) -> set[str]:
     return {row[0] for row in rows}
 
 
+@pytest.mark.parametrize("page_processes", [0, 1], ids=["dicts", "tables"])
 def test_a_first_read_is_written_without_a_staging_copy_and_later_reads_merge(
-    crm: DemoServer, destination: DuckDBDestination
+    crm: DemoServer, destination: DuckDBDestination, page_processes: int, pages_as_tables: list[str]
 ) -> None:
-    options = SyncOptions(resources=("accounts", "contacts"))
+    options = SyncOptions(resources=("accounts", "contacts"), page_processes=page_processes)
 
     sync(crm, destination, options)
 
     assert staged_tables(destination) == set()
+    assert crm.store.ids("contacts", include_deleted=True) != crm.store.ids("contacts")
     assert destination.ids("contacts") == sorted(crm.store.ids("contacts"))
     assert destination.ids("accounts") == sorted(crm.store.ids("accounts"))
 
@@ -48,6 +50,7 @@ def test_a_first_read_is_written_without_a_staging_copy_and_later_reads_merge(
     assert {"accounts", "accounts__tags"} <= staged_tables(destination)
     assert destination.ids("accounts") == sorted(crm.store.ids("accounts"))
     assert set(changed.created) <= set(destination.ids("accounts"))
+    assert bool(pages_as_tables) is bool(page_processes)
 
 
 def test_a_first_read_loads_no_nested_rows_of_soft_deleted_records(

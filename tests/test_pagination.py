@@ -83,8 +83,9 @@ def test_the_budget_caps_requests_in_flight_across_resources(
         assert destination.ids(resource) == sorted(server.store.ids(resource))
 
 
+@pytest.mark.parametrize("page_processes", [0, 1], ids=["dicts", "tables"])
 def test_a_record_served_again_after_a_page_shift_is_loaded_once(
-    start_crm: Any, destination: DuckDBDestination
+    start_crm: Any, destination: DuckDBDestination, page_processes: int, pages_as_tables: list[str]
 ) -> None:
     """Ids 100..1099 changed since T; once page 1 (100..599) is read, ids 1..10 change too and
     enter the list ahead of it, so page 2 starts at 590: 590..599 come twice."""
@@ -102,7 +103,9 @@ def test_a_record_served_again_after_a_page_shift_is_loaded_once(
     result = sync(
         server,
         destination,
-        SyncOptions(resources=("contacts",), since="2030-01-01T00:00:00Z"),
+        SyncOptions(
+            resources=("contacts",), since="2030-01-01T00:00:00Z", page_processes=page_processes
+        ),
         policy=fast_policy(max_in_flight=1),
     )
     changer.join()
@@ -112,16 +115,19 @@ def test_a_record_served_again_after_a_page_shift_is_loaded_once(
     assert destination.ids("contacts") == sorted(i for i in live if 100 <= i < 1100)
     (tally,) = result.ledger.tallies.values()
     assert (tally.rows, tally.repeats) == (1010, 10)
+    assert bool(pages_as_tables) is bool(page_processes)
 
 
+@pytest.mark.parametrize("page_processes", [0, 1], ids=["dicts", "tables"])
 def test_a_page_out_of_id_order_fails_the_read_and_loads_nothing(
-    start_crm: Any, destination: DuckDBDestination
+    start_crm: Any, destination: DuckDBDestination, page_processes: int, pages_as_tables: list[str]
 ) -> None:
     server: DemoServer = start_crm({"contacts": 1200})
     server.faults.add(Fault("/contacts", "unordered", page=2, times=None))
+    options = SyncOptions(resources=("contacts",), page_processes=page_processes)
 
     with pytest.raises(SyncFailed) as raised:
-        sync(server, destination, SyncOptions(resources=("contacts",)))
+        sync(server, destination, options)
 
     failure = describe(raised.value.__cause__ or raised.value)
     assert failure == Failure(
@@ -130,6 +136,7 @@ def test_a_page_out_of_id_order_fails_the_read_and_loads_nothing(
         " ascending id order; set ordered_by_primary_key = false for contacts in your --config",
     )
     assert "contacts" not in destination.tables()
+    assert bool(pages_as_tables) is bool(page_processes)
 
 
 def test_a_resource_not_ordered_by_id_loads_exactly_through_the_merge_dedup(

@@ -1,5 +1,21 @@
-"""crmsync: a CRM's accounts, contacts, events, products and pipelines into any dlt destination."""
+"""crmsync: a CRM's accounts, contacts, events, products and pipelines into any dlt destination.
 
-from crmsync.source import CrmConnection, SyncOptions, crm_source, rest_api_source
+The names below load on first use, so that a page-decoding worker process
+(`crmsync.page_decoding`) imports pyarrow and orjson, not dlt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crmsync.source import CrmConnection, SyncOptions, crm_source, rest_api_source
 
 __all__ = ["CrmConnection", "SyncOptions", "crm_source", "rest_api_source"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        return getattr(importlib.import_module("crmsync.source"), name)
+    raise AttributeError(f"module 'crmsync' has no attribute {name!r}")

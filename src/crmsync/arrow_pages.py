@@ -22,8 +22,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.schema.typing import C_DLT_ID
 
+C_DLT_ID = "_dlt_id"
+"""dlt's row key column (`dlt.common.schema.typing.C_DLT_ID`), spelled out so that this module
+loads without dlt in a page-decoding worker process."""
 SEPARATOR = "__"
 """dlt's `snake_case` naming convention joins nested names with a double underscore."""
 ROW_KEY_BYTES = 12
@@ -53,6 +55,19 @@ def row_key_list(count: int) -> list[str]:
     """Row keys for dict rows, which dlt's normalizer keeps when a row has one."""
     text = _row_key_text(count).decode("ascii")
     return [text[i : i + ROW_KEY_WIDTH] for i in range(0, len(text), ROW_KEY_WIDTH)]
+
+
+def page_table(page: Any) -> pa.Table | None:
+    """The table of a page decoded in a worker process (`crmsync.page_decoding`): rest_api
+    wraps the selected table in a list of one, as it wraps any single selected item."""
+    if isinstance(page, list) and len(page) == 1 and isinstance(page[0], pa.Table):
+        return page[0]
+    return None
+
+
+def record_count(page: Any) -> int:
+    table = page_table(page)
+    return len(table) if table is not None else len(page or ())
 
 
 def _arrow_type(hint: dict[str, Any]) -> pa.DataType | None:
@@ -155,6 +170,9 @@ class TypedPages:
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
+        table = page_table(page)
+        if table is not None:
+            return table
         if self.arrow and not self.has_lists:
             table = self._table(page)
             if table is not None:

@@ -97,6 +97,13 @@ def _sync_options(func: F) -> F:
             help="Seconds re-read before the cursor (clock skew, 1 s timestamps).",
         ),
         click.option("--strict", is_flag=True, help="Fail when a read is incomplete."),
+        click.option(
+            "--page-processes",
+            type=click.IntRange(min=0),
+            default=SyncOptions.page_processes,
+            show_default=True,
+            help="Worker processes that decode pages into Arrow tables (0: in the run's own).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -132,6 +139,7 @@ def run(
     since: str | None,
     lookback: float,
     strict: bool,
+    page_processes: int,
     dry_run: bool,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
@@ -145,6 +153,7 @@ def run(
             since=since,
             lookback_seconds=lookback,
             strict=strict,
+            page_processes=page_processes,
         )
         profile = load_profile(config_path)
         policy = load_policy(allow_insecure_http=allow_insecure_http or None)

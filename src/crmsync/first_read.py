@@ -14,6 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crmsync.arrow_pages import page_table
+
 MERGE_STRATEGIES_REPLACED = (None, "delete-insert")
 """Merges whose outcome on a whole read is the replaced table (not `scd2`, which keeps history,
 nor `upsert`, which the user chose to keep rows the CRM no longer lists)."""
@@ -51,6 +56,10 @@ class DeletedRecordFilter:
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
+        table = page_table(page)
+        if table is not None:
+            page[0] = self._live_rows(table)
+            return page
         kept = page
         for name in self.stamps:
             kept = [r for r in kept if type(r) is not dict or r.get(name) is None]
@@ -59,3 +68,19 @@ class DeletedRecordFilter:
         if len(kept) < len(page):
             page[:] = kept
         return page
+
+    def _live_rows(self, table: pa.Table) -> pa.Table:
+        live = None
+        for name in self.stamps + self.flags:
+            if name not in table.column_names:
+                continue
+            column = table.column(name)
+            keep = (
+                pc.is_null(column)
+                if name in self.stamps
+                else pc.invert(pc.fill_null(column, False))
+            )
+            live = keep if live is None else pc.and_(live, keep)
+        if live is None or pc.all(live).as_py():
+            return table
+        return table.filter(live)

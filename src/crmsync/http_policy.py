@@ -16,7 +16,6 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import orjson
 import requests
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
@@ -33,6 +32,7 @@ from tenacity import (
 )
 
 from crmsync.ledger import RunLedger
+from crmsync.page_decoding import DictDecoder, MalformedBody
 from crmsync.pagination import PageLookahead
 
 if TYPE_CHECKING:
@@ -171,9 +171,11 @@ class CrmSession(requests.Session):
         self,
         policy: HttpPolicy,
         ledger: RunLedger | None = None,
+        decoder: DictDecoder | None = None,
     ) -> None:
         super().__init__()
         self.policy = policy
+        self.decoder = decoder or DictDecoder()
         self.ledger = ledger or RunLedger()
         self.budget = RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
         self.timeout = (policy.connect_timeout, policy.read_timeout)
@@ -246,6 +248,7 @@ class CrmSession(requests.Session):
 
     def close(self) -> None:
         self.lookahead.close()
+        self.decoder.close()
         super().close()
 
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
@@ -261,7 +264,7 @@ class CrmSession(requests.Session):
         finally:
             self.budget.release(_throttled_for(response, self._wait))
         if response.status_code == 200:
-            _decode_json_body(response)
+            _decode_json_body(response, self.decoder, path)
         return response
 
     def _count_retry(self, state: RetryCallState) -> None:
@@ -275,10 +278,10 @@ class CrmSession(requests.Session):
         self.ledger.retry(path, wait, throttled)
 
 
-def _decode_json_body(response: requests.Response) -> None:
+def _decode_json_body(response: requests.Response, decoder: DictDecoder, path: str) -> None:
     try:
-        decoded = orjson.loads(response.content)
-    except orjson.JSONDecodeError as error:
+        decoded = decoder(path, response.content)
+    except MalformedBody as error:
         raise MalformedBodyError(
             f"body is not valid JSON ({error})", response=response, request=response.request
         ) from None

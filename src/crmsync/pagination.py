@@ -16,10 +16,14 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import requests
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
+
+from crmsync.arrow_pages import page_table, record_count
 
 PAGE_NUMBER_TYPES = ("page_number", "crm_page_number")
 """Paginator `type` names this paginator answers to: the seed's, and our registered one."""
@@ -153,7 +157,7 @@ class PageNumberPaginator(BasePaginator):
         request.params[self.page_param] = self.page
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
-        rows = len(data or ())
+        rows = record_count(data)
         self.rows_seen += rows
         total = self.total = self._total(response)
         if self.observer is not None:
@@ -263,16 +267,15 @@ class RepeatedRecordFilter:
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
+        table = page_table(page)
+        if table is not None:
+            return self._drop_from_table(page, table)
         keys: list[Any] = [r.get(self.key) if isinstance(r, dict) else None for r in page]
         if None in keys:
             return page  # a record without its key fails the load on its own
         for before, after in itertools.pairwise(keys):
             if not before < after:
-                raise KeyOrderError(
-                    f"GET {self.path} answered 200 with {self.key} {after!r} after {before!r}:"
-                    f" the records are not in ascending {self.key} order; set"
-                    f" ordered_by_primary_key = false for {self.resource} in your --config"
-                )
+                raise self._order_error(before, after)
         repeats = 0
         if self.highest is not None:
             while repeats < len(keys) and keys[repeats] <= self.highest:
@@ -281,6 +284,36 @@ class RepeatedRecordFilter:
             self.highest = keys[-1]
         if repeats:
             del page[:repeats]  # in place: the page keeps its paginator and response
-            if self.observer is not None:
-                self.observer.repeats_dropped(repeats)
+            self._dropped(repeats)
         return page
+
+    def _drop_from_table(self, page: list[Any], table: pa.Table) -> list[Any]:
+        """The same for a page decoded as a table, column-wise."""
+        if self.key not in table.column_names or table.column(self.key).null_count:
+            return page
+        keys = table.column(self.key)
+        if len(keys) > 1:
+            unordered = pc.less_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+            if pc.any(unordered).as_py():
+                at = pc.index(unordered, True).as_py()
+                raise self._order_error(keys[at].as_py(), keys[at + 1].as_py())
+        repeats = 0
+        if self.highest is not None:
+            repeats = pc.sum(pc.less_equal(keys, self.highest)).as_py() or 0
+        if repeats < len(keys):
+            self.highest = keys[-1].as_py()
+        if repeats:
+            page[0] = table.slice(repeats)
+            self._dropped(repeats)
+        return page
+
+    def _order_error(self, before: Any, after: Any) -> KeyOrderError:
+        return KeyOrderError(
+            f"GET {self.path} answered 200 with {self.key} {after!r} after {before!r}:"
+            f" the records are not in ascending {self.key} order; set"
+            f" ordered_by_primary_key = false for {self.resource} in your --config"
+        )
+
+    def _dropped(self, repeats: int) -> None:
+        if self.observer is not None:
+            self.observer.repeats_dropped(repeats)

@@ -9,15 +9,18 @@ schema and merge, through the extension points filled in here (our paginator ins
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import dlt
 from dlt.common import jsonpath
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.extract import DltResource, DltSource
+from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api import rest_api_resources
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.typing import RESTAPIConfig
@@ -26,6 +29,7 @@ from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
+from crmsync.page_decoding import ProcessDecoder
 from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
 from crmsync.profile import (
     CRM_PROFILE,
@@ -95,6 +99,9 @@ class SyncOptions:
     strict: bool = False
     arrow_pages: bool = True
     """The fast path (`crmsync.arrow_pages`); off loads the same rows through dlt's normalizer."""
+    page_processes: int = 1
+    """Worker processes that decode pages into Arrow tables (`crmsync.page_decoding`) in a
+    `run_sync`; 0 decodes them in the run's own process."""
 
 
 def crm_source(
@@ -150,9 +157,11 @@ def _crm(
     observers = _observers(config, ledger, selected)
     repeat_filters = _repeat_filters(config, observers)
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
+    hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
+    if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
+        _decode_in_workers(config, session.decoder, connection.base_url, hints)
     _prepare_endpoints(config, observers, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
-    hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     for resource in resources:
         repeat_filter = repeat_filters.get(resource.name)
         if repeat_filter is not None:
@@ -162,6 +171,33 @@ def _crm(
         for position, step in enumerate((s for s in steps if s), start=1):
             resource.add_step(step, insert_at=position)
     return resources
+
+
+def _decode_in_workers(
+    config: Profile, decoder: ProcessDecoder, base_url: str, hints: dict[str, Any]
+) -> None:
+    """Has the worker processes decode the pages of each resource whose records nothing reads
+    as dicts: a plain records key, no `processing_steps` or `include_from_parent`, and no
+    other resource that resolves its fields (`{resources.contacts.id}`, `"resource":
+    "contacts"`); the others' pages stay dicts."""
+    resources = [r for r in config["resources"] if isinstance(r, dict)]
+    for resource in resources:
+        name = resource_name(resource)
+        endpoint = endpoint_of(resource)
+        key, path = endpoint.get("data_selector"), str(endpoint.get("path", ""))
+        others = json.dumps([o for o in resources if o is not resource], default=str)
+        if (
+            not isinstance(key, str)
+            or not key.isidentifier()
+            or "{" in path
+            or resource.get("processing_steps")
+            or resource.get("include_from_parent")
+            or f"resources.{name}." in others
+            or f'"{name}"' in others
+        ):
+            continue
+        url = path if urlsplit(path).scheme in ("http", "https") else join_url(base_url, path)
+        decoder.register(url, key, hints.get(name, {}))
 
 
 def _observers(

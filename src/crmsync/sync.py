@@ -11,6 +11,7 @@ from typing import Any
 import dlt
 from dlt.common import logger
 from dlt.common.pipeline import LoadInfo
+from dlt.extract import DltSource
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -19,6 +20,7 @@ from crmsync.destinations import adapt_source, load_defaults, settle, table_row_
 from crmsync.failures import causes
 from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
+from crmsync.page_decoding import ProcessDecoder
 from crmsync.profile import Profile
 from crmsync.source import CrmConnection, SyncOptions, crm_source
 
@@ -124,22 +126,16 @@ def _run(
     policy: HttpPolicy,
     ledger: RunLedger,
 ) -> SyncResult:
-    pipeline.sync_destination()
-    session = CrmSession(policy, ledger)
-    source = adapt_source(crm_source(connection, profile, sync, policy, ledger, session), settings)
-    file_format = _file_format(pipeline, settings)
+    decoder = (
+        ProcessDecoder(sync.page_processes) if sync.arrow_pages and sync.page_processes else None
+    )
+    session = CrmSession(policy, ledger, decoder)
     try:
-        with defaults(EXTRACT_DEFAULTS):
-            pipeline.extract(
-                source,
-                refresh="drop_data" if sync.full_refresh else None,
-                loader_file_format=file_format,  # type: ignore[arg-type]
-            )
-    except PipelineStepFailed as error:
-        failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
-        ledger.finish(failed or ledger.resources)
-        _store_ledger(pipeline, ledger)
-        raise SyncFailed(ledger, policy.max_retries + 1) from error
+        pipeline.sync_destination()
+        source = crm_source(connection, profile, sync, policy, ledger, session)
+        source = adapt_source(source, settings)
+        file_format = _file_format(pipeline, settings)
+        _extract(pipeline, source, sync, file_format, policy, ledger)
     finally:
         session.close()
     ledger.finish()
@@ -155,6 +151,28 @@ def _run(
     settle(pipeline)
     table_rows = table_row_counts(pipeline)
     return SyncResult(ledger, staged_rows, table_rows, info)
+
+
+def _extract(
+    pipeline: dlt.Pipeline,
+    source: DltSource,
+    sync: SyncOptions,
+    file_format: str | None,
+    policy: HttpPolicy,
+    ledger: RunLedger,
+) -> None:
+    try:
+        with defaults(EXTRACT_DEFAULTS):
+            pipeline.extract(
+                source,
+                refresh="drop_data" if sync.full_refresh else None,
+                loader_file_format=file_format,  # type: ignore[arg-type]
+            )
+    except PipelineStepFailed as error:
+        failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
+        ledger.finish(failed or ledger.resources)
+        _store_ledger(pipeline, ledger)
+        raise SyncFailed(ledger, policy.max_retries + 1) from error
 
 
 def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
