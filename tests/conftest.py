@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
+from crmsync.arrow_pages import DecodedPage
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.http_policy import HttpPolicy
 from crmsync.page_decoding import ProcessDecoder
@@ -113,7 +113,7 @@ def pages_as_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting(self: ProcessDecoder, path: str, body: bytes) -> Any:
         decoded = decode(self, path, body)
-        if any(isinstance(value, pa.Table) for value in decoded.values()):
+        if any(isinstance(value, DecodedPage) for value in decoded.values()):
             paths.append(path)
         return decoded
 

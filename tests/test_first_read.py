@@ -53,6 +53,25 @@ def test_a_first_read_is_written_without_a_staging_copy_and_later_reads_merge(
     assert bool(pages_as_tables) is bool(page_processes)
 
 
+@pytest.mark.parametrize("page_processes", [0, 1], ids=["dicts", "tables"])
+def test_a_first_read_over_several_pages_counts_every_record_served(
+    start_crm: Any, destination: DuckDBDestination, page_processes: int
+) -> None:
+    """Deleted records are dropped before the load, not before the paginator counts a page:
+    a page short of deleted records is not the last page."""
+    server: DemoServer = start_crm({"contacts": 1600})
+    served = server.store.ids("contacts", include_deleted=True)
+    assert len(served) - len(server.store.ids("contacts")) > 3  # deletions on most pages
+
+    result = sync(
+        server, destination, SyncOptions(resources=("contacts",), page_processes=page_processes)
+    )
+
+    tally = result.ledger.tallies["/contacts"]
+    assert (tally.rows, tally.reported_total, tally.complete) == (1600, 1600, True)
+    assert destination.ids("contacts") == sorted(server.store.ids("contacts"))
+
+
 def test_a_first_read_loads_no_nested_rows_of_soft_deleted_records(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:

@@ -13,7 +13,8 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from crmsync.arrow_pages import TypedPages
+from crmsync.arrow_pages import TypedPages, record_count
+from crmsync.first_read import DeletedRecordFilter
 from crmsync.page_decoding import MalformedBody, ProcessDecoder
 
 COLUMNS: dict[str, Any] = {
@@ -49,9 +50,25 @@ def test_a_worker_decodes_a_page_into_the_table_the_in_process_path_makes(
     decoded = decoder("/api/contacts", orjson.dumps(PAGE))
 
     in_process = TypedPages(COLUMNS)(orjson.loads(orjson.dumps(PAGE))["contacts"])
+    (table,) = decoded["contacts"]
     assert decoded["meta"] == PAGE["meta"]
-    assert without_row_keys(decoded["contacts"]).equals(without_row_keys(in_process))
-    assert decoded["contacts"].column("_dlt_id").null_count == 0
+    assert without_row_keys(table).equals(without_row_keys(in_process))
+    assert table.column("_dlt_id").null_count == 0
+    assert record_count(decoded["contacts"]) == 2
+
+
+def test_a_worker_drops_the_soft_deleted_records_of_a_first_read(decoder: ProcessDecoder) -> None:
+    columns = {**COLUMNS, "deleted_at": {"data_type": "timestamp", "hard_delete": True}}
+    decoder.register("http://h/accounts", "accounts", columns, DeletedRecordFilter(columns))
+    page = {
+        "accounts": [{"id": 1, "deleted_at": None}, {"id": 2, "deleted_at": "2024-05-01T09:00:00Z"}]
+    }
+
+    decoded = decoder("/accounts", orjson.dumps(page))
+
+    (table,) = decoded["accounts"]
+    assert table.column("id").to_pylist() == [1]
+    assert record_count(decoded["accounts"]) == 2  # what the CRM served, as the paginator counts
 
 
 def test_a_resource_whose_pages_hold_lists_goes_on_as_dicts_for_good(
@@ -95,7 +112,7 @@ def test_the_worker_never_runs_the_callers_script_again(tmp_path: Path) -> None:
         "    runs.write('run\\n')\n"
         "decoder = ProcessDecoder()\n"
         "decoder.register('http://h/contacts', 'contacts', {})\n"
-        "table = decoder('/contacts', b'{\"contacts\": [{\"id\": 1}]}')['contacts']\n"
+        "(table,) = decoder('/contacts', b'{\"contacts\": [{\"id\": 1}]}')['contacts']\n"
         "print(table.num_rows)\n"
         "decoder.close()\n"
     )
@@ -106,3 +123,14 @@ def test_the_worker_never_runs_the_callers_script_again(tmp_path: Path) -> None:
 
     assert done.stdout == "1\n"
     assert (tmp_path / "runs").read_text() == "run\n"
+
+
+def test_pages_are_decoded_in_process_when_no_worker_can_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    decoder = ProcessDecoder()
+    decoder.register("http://127.0.0.1:9/api/contacts", "contacts", COLUMNS)
+
+    assert decoder("/api/contacts", orjson.dumps(PAGE)) == PAGE
+    decoder.close()

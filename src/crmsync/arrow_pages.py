@@ -57,15 +57,27 @@ def row_key_list(count: int) -> list[str]:
     return [text[i : i + ROW_KEY_WIDTH] for i in range(0, len(text), ROW_KEY_WIDTH)]
 
 
+class DecodedPage(list[Any]):
+    """A page decoded in a worker process (`crmsync.page_decoding`): `[table]`, the shape
+    rest_api gives a page whose records it selected as one item, and `served`, the records
+    the CRM sent, which the paginator counts (the worker drops a first read's deleted ones)."""
+
+    def __init__(self, table: pa.Table, served: int) -> None:
+        super().__init__([table])
+        self.served = served
+
+
 def page_table(page: Any) -> pa.Table | None:
-    """The table of a page decoded in a worker process (`crmsync.page_decoding`): rest_api
-    wraps the selected table in a list of one, as it wraps any single selected item."""
+    """The table of a page decoded in a worker process, else None."""
     if isinstance(page, list) and len(page) == 1 and isinstance(page[0], pa.Table):
         return page[0]
     return None
 
 
 def record_count(page: Any) -> int:
+    """Records the CRM served in a page, however it was decoded."""
+    if isinstance(page, DecodedPage):
+        return page.served
     table = page_table(page)
     return len(table) if table is not None else len(page or ())
 

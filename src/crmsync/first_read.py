@@ -58,7 +58,7 @@ class DeletedRecordFilter:
             return page
         table = page_table(page)
         if table is not None:
-            page[0] = self._live_rows(table)
+            page[0] = self.live_rows(table)
             return page
         kept = page
         for name in self.stamps:
@@ -69,18 +69,17 @@ class DeletedRecordFilter:
             page[:] = kept
         return page
 
-    def _live_rows(self, table: pa.Table) -> pa.Table:
-        live = None
-        for name in self.stamps + self.flags:
-            if name not in table.column_names:
-                continue
-            column = table.column(name)
-            keep = (
-                pc.is_null(column)
-                if name in self.stamps
-                else pc.invert(pc.fill_null(column, False))
-            )
-            live = keep if live is None else pc.and_(live, keep)
-        if live is None or pc.all(live).as_py():
+    def live_rows(self, table: pa.Table) -> pa.Table:
+        """The table without deleted rows. A page decoded in a worker process comes filtered
+        already (the worker calls this); here, only `null_count`, which the table keeps, is
+        read then: a compute call would give up the interpreter lock."""
+        stamps = [n for n in self.stamps if n in table.column_names]
+        flags = [n for n in self.flags if n in table.column_names]
+        if not flags and all(table.column(n).null_count == len(table) for n in stamps):
             return table
+        live = None
+        for name in stamps + flags:
+            column = table.column(name)
+            keep = pc.is_null(column) if name in stamps else pc.invert(pc.fill_null(column, False))
+            live = keep if live is None else pc.and_(live, keep)
         return table.filter(live)

@@ -6,7 +6,7 @@ extract needs too: on two cores, a sync was bound by that one lock while the sec
 idled. A `ProcessDecoder` sends each page body of the resources registered with it to a worker
 process, which returns the envelope with the records already a typed table, passed back in
 Arrow's IPC format (a copy of its buffers, no per-record work). rest_api then selects a table
-where it selected a list: `{"contacts": <table of 500 rows>, "meta": {...}}`.
+where it selected a list: `{"contacts": DecodedPage([<table of 500 rows>]), "meta": {...}}`.
 
 The worker is `python -m crmsync.page_decoding`, speaking length-prefixed pickles over its
 stdin and stdout, rather than a `multiprocessing` pool: a spawned pool re-imports the caller's
@@ -34,9 +34,12 @@ from urllib.parse import urlsplit
 import orjson
 import pyarrow as pa
 
-from crmsync.arrow_pages import TypedPages
+from crmsync.arrow_pages import DecodedPage, TypedPages
+from crmsync.first_read import DeletedRecordFilter
 
 _LENGTH = struct.Struct("!I")
+_PageForm = tuple[str, dict[str, Any], DeletedRecordFilter | None]
+"""What a worker needs to know of a resource's pages: records key, column hints, deletions."""
 
 
 class MalformedBody(ValueError):
@@ -65,24 +68,34 @@ class ProcessDecoder(DictDecoder):
     that their imports overlap the run's set-up."""
 
     def __init__(self, processes: int = 1) -> None:
-        self._workers = [_Worker() for _ in range(max(1, processes))]
+        self._workers: list[_Worker] = []
+        for _ in range(max(1, processes)):
+            with contextlib.suppress(OSError):  # no interpreter to start: decode in-process
+                self._workers.append(_Worker())
         self._turn = count()
-        self._forms: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._forms: dict[str, _PageForm] = {}
         self._lock = threading.Lock()
 
-    def register(self, url: str, records_key: str, columns: dict[str, Any]) -> None:
-        """Pages of `url` (any query) hold their records under `records_key`."""
+    def register(
+        self,
+        url: str,
+        records_key: str,
+        columns: dict[str, Any],
+        deleted: DeletedRecordFilter | None = None,
+    ) -> None:
+        """Pages of `url` (any query) hold their records under `records_key`; `deleted` drops
+        soft-deleted records in the worker (a first read's, `crmsync.first_read`)."""
         with self._lock:
-            self._forms[urlsplit(url).path] = (records_key, columns)
+            self._forms[urlsplit(url).path] = (records_key, columns, deleted)
 
     def __call__(self, path: str, body: bytes) -> Any:
         form = self._forms.get(path)
-        if form is None:
+        if form is None or not self._workers:
             return super().__call__(path, body)
-        records_key, columns = form
+        records_key = form[0]
         worker = self._workers[next(self._turn) % len(self._workers)]
         try:
-            envelope, records = worker.decode(body, records_key, columns)
+            envelope, records = worker.decode(body, form)
         except WorkerGone:
             return super().__call__(path, body)
         if envelope is None:
@@ -92,7 +105,8 @@ class ProcessDecoder(DictDecoder):
                 self._forms.pop(path, None)
             return super().__call__(path, body)
         if records is not None:
-            envelope[records_key] = pa.ipc.open_stream(records).read_all()
+            table = pa.ipc.open_stream(records).read_all()
+            envelope[records_key] = DecodedPage(table, served=envelope[records_key])
         return envelope
 
     def close(self) -> None:
@@ -120,7 +134,7 @@ class _Worker:
         self._reader = threading.Thread(target=self._read, name="crmsync-page-worker", daemon=True)
         self._reader.start()
 
-    def decode(self, body: bytes, records_key: str, columns: dict[str, Any]) -> tuple[Any, Any]:
+    def decode(self, body: bytes, form: _PageForm) -> tuple[Any, Any]:
         future: Future[tuple[Any, Any]] = Future()
         with self._send_lock:
             if self._gone:
@@ -128,7 +142,7 @@ class _Worker:
             request_id = next(self._ids)
             self._pending[request_id] = future
             try:
-                _send(self._process.stdin, (request_id, body, records_key, columns))
+                _send(self._process.stdin, (request_id, body, form))
             except OSError:
                 self._pending.pop(request_id, None)
                 self._gone = True
@@ -190,12 +204,11 @@ _typed_by_columns: dict[bytes, TypedPages] = {}
 """A worker's `TypedPages`, one per resource (its column hints)."""
 
 
-def decode_page(
-    body: bytes, records_key: str, columns: dict[str, Any]
-) -> tuple[dict[str, Any] | None, bytes | str | None]:
-    """In a worker: `(envelope without its records, the records as Arrow IPC)`;
+def decode_page(body: bytes, form: _PageForm) -> tuple[dict[str, Any] | None, bytes | str | None]:
+    """In a worker: `(envelope with the count of its records, the records as Arrow IPC)`;
     `(envelope, None)` when there are no records to type; `(None, None)` when Arrow cannot hold
     them as dlt would; `(None, message)` when the body is not JSON."""
+    records_key, columns, deleted = form
     try:
         envelope = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -210,18 +223,20 @@ def decode_page(
     table = typed(records)
     if not isinstance(table, pa.Table):
         return None, None
+    if deleted is not None:
+        table = deleted.live_rows(table)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    envelope[records_key] = None
+    envelope[records_key] = len(records)
     return envelope, sink.getvalue().to_pybytes()
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """The worker's loop: a page in, its decoding out, until the run closes the pipe."""
     while (message := _receive(requests)) is not None:
-        request_id, body, records_key, columns = message
-        _send(answers, (request_id, *decode_page(body, records_key, columns)))
+        request_id, body, form = message
+        _send(answers, (request_id, *decode_page(body, form)))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,6 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import requests
 from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
@@ -268,9 +266,15 @@ class RepeatedRecordFilter:
         if not isinstance(page, list) or not page:
             return page
         table = page_table(page)
-        if table is not None:
-            return self._drop_from_table(page, table)
-        keys: list[Any] = [r.get(self.key) if isinstance(r, dict) else None for r in page]
+        keys: list[Any]
+        if table is None:
+            keys = [r.get(self.key) if isinstance(r, dict) else None for r in page]
+        elif self.key in table.column_names:
+            # to Python, not pyarrow.compute: each compute call gives up the interpreter lock,
+            # and getting it back from the look-ahead threads costs more than these 500 keys
+            keys = table.column(self.key).to_pylist()
+        else:
+            return page
         if None in keys:
             return page  # a record without its key fails the load on its own
         for before, after in itertools.pairwise(keys):
@@ -283,28 +287,13 @@ class RepeatedRecordFilter:
         if repeats < len(keys):
             self.highest = keys[-1]
         if repeats:
-            del page[:repeats]  # in place: the page keeps its paginator and response
-            self._dropped(repeats)
-        return page
-
-    def _drop_from_table(self, page: list[Any], table: pa.Table) -> list[Any]:
-        """The same for a page decoded as a table, column-wise."""
-        if self.key not in table.column_names or table.column(self.key).null_count:
-            return page
-        keys = table.column(self.key)
-        if len(keys) > 1:
-            unordered = pc.less_equal(keys.slice(1), keys.slice(0, len(keys) - 1))
-            if pc.any(unordered).as_py():
-                at = pc.index(unordered, True).as_py()
-                raise self._order_error(keys[at].as_py(), keys[at + 1].as_py())
-        repeats = 0
-        if self.highest is not None:
-            repeats = pc.sum(pc.less_equal(keys, self.highest)).as_py() or 0
-        if repeats < len(keys):
-            self.highest = keys[-1].as_py()
-        if repeats:
-            page[0] = table.slice(repeats)
-            self._dropped(repeats)
+            # in place: the page keeps its paginator and response
+            if table is None:
+                del page[:repeats]
+            else:
+                page[0] = table.slice(repeats)
+            if self.observer is not None:
+                self.observer.repeats_dropped(repeats)
         return page
 
     def _order_error(self, before: Any, after: Any) -> KeyOrderError:
@@ -313,7 +302,3 @@ class RepeatedRecordFilter:
             f" the records are not in ascending {self.key} order; set"
             f" ordered_by_primary_key = false for {self.resource} in your --config"
         )
-
-    def _dropped(self, repeats: int) -> None:
-        if self.observer is not None:
-            self.observer.repeats_dropped(repeats)

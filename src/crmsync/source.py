@@ -159,7 +159,7 @@ def _crm(
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
-        _decode_in_workers(config, session.decoder, connection.base_url, hints)
+        _decode_in_workers(config, session.decoder, connection.base_url, hints, deleted_filters)
     _prepare_endpoints(config, observers, session.lookahead)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     for resource in resources:
@@ -174,7 +174,11 @@ def _crm(
 
 
 def _decode_in_workers(
-    config: Profile, decoder: ProcessDecoder, base_url: str, hints: dict[str, Any]
+    config: Profile,
+    decoder: ProcessDecoder,
+    base_url: str,
+    hints: dict[str, Any],
+    deleted_filters: Mapping[str, DeletedRecordFilter],
 ) -> None:
     """Has the worker processes decode the pages of each resource whose records nothing reads
     as dicts: a plain records key, no `processing_steps` or `include_from_parent`, and no
@@ -197,7 +201,7 @@ def _decode_in_workers(
         ):
             continue
         url = path if urlsplit(path).scheme in ("http", "https") else join_url(base_url, path)
-        decoder.register(url, key, hints.get(name, {}))
+        decoder.register(url, key, hints.get(name, {}), deleted_filters.get(name))
 
 
 def _observers(
