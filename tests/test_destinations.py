@@ -7,6 +7,7 @@ the missing or wrong setting and exits 2. It never requests anything from the CR
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -19,10 +20,11 @@ from deltalake import DeltaTable
 from crmsync.demo_server import DemoServer
 from crmsync.destinations import load_defaults
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
+from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncResult, run_sync
 from tests.conftest import connection_to, fast_policy, sync
-from tests.support.destinations import DuckDBDestination
+from tests.support.destinations import DeltaDestination, DuckDBDestination
 from tests.support.postgres import PostgresServer
 from tests.test_cli import CRMSYNC, crm_env
 
@@ -276,3 +278,22 @@ def test_a_configured_duckdb_global_config_replaces_the_memory_limit(
     result = sync(crm, DuckDBDestination(workdir), SyncOptions(resources=("contacts",)))
 
     assert duckdb_global_config(result) == ('{"threads": 1}', "Environment Variables")
+
+
+def test_a_list_field_of_a_resource_of_yours_stays_in_its_row_on_delta(
+    crm: DemoServer, workdir: Path
+) -> None:
+    config = workdir / "crmsync.toml"
+    config.write_text(
+        '[[resources]]\nname = "boards"\n'
+        'endpoint = { path = "/pipelines", data_selector = "pipelines" }\n'
+        'list_fields = ["stages"]\n'
+    )
+    destination = DeltaDestination(workdir)
+
+    sync(crm, destination, SyncOptions(resources=("boards",)), profile=load_profile(config))
+
+    assert destination.tables() & {"boards", "boards__stages"} == {"boards"}
+    assert destination.ids("boards") == sorted(crm.store.ids("pipelines"))
+    stages = destination.query("select stages from {boards} where stages is not null limit 1")
+    assert isinstance(json.loads(stages[0][0]), list)

@@ -51,9 +51,6 @@ FILESYSTEM = "filesystem"
 TABLE_FORMATS = ("delta",)
 """Open table formats crmsync runs and tests on the filesystem destination."""
 
-CONTRACT_LISTS: dict[str, tuple[str, ...]] = {"accounts": ("tags",), "pipelines": ("stages",)}
-"""The contract's list fields: child tables everywhere but on Delta, where they stay in-row."""
-
 DUCKDB_MEMORY_FLOOR_MB = 64
 DUCKDB_BYTES_PER_STAGED_ROW = 32
 """DuckDB's memory limit for a load: the floor, plus this much per row of the largest table the
@@ -115,15 +112,18 @@ def table_format(settings: RunSettings) -> str | None:
     return str(value)
 
 
-def adapt_source(source: DltSource, settings: RunSettings) -> DltSource:
-    """Lays the destination's needs over the source's hints; other destinations: unchanged."""
+def adapt_source(
+    source: DltSource, settings: RunSettings, list_fields: Mapping[str, tuple[str, ...]]
+) -> DltSource:
+    """Lays the destination's needs over the source's hints; other destinations: unchanged.
+    `list_fields` (the profile's) stay in-row, as JSON, on Delta tables."""
     if destination_type(settings.destination) != FILESYSTEM:
         return source
     chosen = table_format(settings)
     for resource in source.selected_resources.values():
         if chosen:
             resource.apply_hints(table_format=chosen)  # type: ignore[arg-type]
-            lists = CONTRACT_LISTS.get(resource.name, ())
+            lists = list_fields.get(resource.name, ())
             if lists:
                 resource.apply_hints(columns={f: {"data_type": "json"} for f in lists})
         else:

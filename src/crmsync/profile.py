@@ -45,6 +45,10 @@ read is served twice when the list shifts under it, and tells the destination th
 holds every key once, which spares the merge a dedup pass over the whole load (its largest
 memory and time cost). Set it to false for an endpoint that lists records in another order."""
 
+LIST_FIELDS_KEY = "list_fields"
+"""crmsync's other key: a resource's fields that hold lists (`accounts.tags`). dlt loads each
+as a child table (`accounts__tags`); on Delta tables crmsync keeps them in the row, as JSON."""
+
 CRM_PROFILE: Profile = {
     "client": {"base_url": "http://127.0.0.1:8080", "auth": {"type": "basic"}},
     "resource_defaults": {
@@ -67,6 +71,7 @@ CRM_PROFILE: Profile = {
         {
             "name": "accounts",
             "endpoint": {"path": "/accounts", "data_selector": "accounts"},
+            LIST_FIELDS_KEY: ["tags"],
             "columns": {
                 "name": {"data_type": "text"},
                 "domain": {"data_type": "text"},
@@ -125,6 +130,7 @@ CRM_PROFILE: Profile = {
         {
             "name": "pipelines",
             "endpoint": {"path": "/pipelines", "data_selector": "pipelines"},
+            LIST_FIELDS_KEY: ["stages"],
             "columns": {
                 "name": {"data_type": "text"},
                 "is_default": {"data_type": "bool"},
@@ -134,6 +140,15 @@ CRM_PROFILE: Profile = {
     ],
 }
 """The contract's five resources (`shared/crm-api.md`), each in the seed's shape."""
+
+
+def list_fields(profile: Profile) -> dict[str, tuple[str, ...]]:
+    """Each resource's `list_fields`, by resource name."""
+    return {
+        resource_name(resource): tuple(resource[LIST_FIELDS_KEY])
+        for resource in profile["resources"]
+        if isinstance(resource, dict) and resource.get(LIST_FIELDS_KEY)
+    }
 
 
 def resource_names(profile: Profile) -> list[str]:

@@ -33,6 +33,7 @@ from crmsync.page_decoding import ProcessDecoder
 from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
 from crmsync.profile import (
     CRM_PROFILE,
+    LIST_FIELDS_KEY,
     ORDERED_KEY,
     Profile,
     endpoint_of,
@@ -153,6 +154,7 @@ def _crm(
     defaults = config.get("resource_defaults") or {}
     for resource in config["resources"]:
         if isinstance(resource, dict):
+            resource.pop(LIST_FIELDS_KEY, None)  # for the destination (`adapt_source`) alone
             _apply_sync_mode(resource, defaults, sync, state)
     observers = _observers(config, ledger, selected)
     repeat_filters = _repeat_filters(config, observers)

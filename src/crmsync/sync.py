@@ -21,7 +21,7 @@ from crmsync.failures import causes
 from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
 from crmsync.page_decoding import ProcessDecoder
-from crmsync.profile import Profile
+from crmsync.profile import CRM_PROFILE, Profile, list_fields
 from crmsync.source import CrmConnection, SyncOptions, crm_source
 
 DEFAULT_PIPELINE = "crmsync"
@@ -133,7 +133,7 @@ def _run(
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, session)
-        source = adapt_source(source, settings)
+        source = adapt_source(source, settings, list_fields(profile or CRM_PROFILE))
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
     finally:
