@@ -153,3 +153,21 @@ def test_a_page_whose_columns_cannot_join_the_batch_flushes_it_first() -> None:
     assert first.column("extra").to_pylist() == [None, 1.5]
     assert second.column("note").type == pa.int64()
     assert [(r["id"], r["tags"]) for r in dicts] == [(4, ["x"])]
+
+
+def test_a_dict_page_drops_nulls_dlt_could_not_type_and_keeps_hinted_ones() -> None:
+    page = [
+        {
+            "id": 1,
+            "tags": ["a"],
+            "address": None,
+            "custom_fields": {"note": None, "tier": "gold"},
+            "deleted_at": None,
+        }
+    ]
+
+    (record,) = TypedPages(HINTS)(page)
+
+    assert "address" not in record
+    assert record["custom_fields"] == {"tier": "gold"}
+    assert "deleted_at" in record and record["deleted_at"] is None

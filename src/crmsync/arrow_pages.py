@@ -175,6 +175,7 @@ class TypedPages:
         self.arrow = arrow
         self.has_lists = False
         self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
+        self.hinted = set(columns)
         self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
         self.required = {n for n, h in columns.items() if h.get("nullable") is False}
         self.timestamps = [n for n, t in self.types.items() if pa.types.is_timestamp(t)]
@@ -210,6 +211,7 @@ class TypedPages:
         for record, key in zip(page, row_key_list(len(page)), strict=True):
             if type(record) is not dict:
                 continue
+            self._drop_unhinted_nulls(record, "")
             record.setdefault(C_DLT_ID, key)
             for name in self.timestamps:
                 value = record.get(name)
@@ -217,6 +219,16 @@ class TypedPages:
                     with contextlib.suppress(ValueError):
                         record[name] = datetime.fromisoformat(value)
         return page
+
+    def _drop_unhinted_nulls(self, record: dict[str, Any], prefix: str) -> None:
+        """A null loads as a missing key does; but a key dlt has only seen null (an account's
+        `"address": null`) becomes a column it cannot type, and it warns of it on every run.
+        The Arrow path leaves such columns out too."""
+        for name, value in list(record.items()):
+            if value is None and prefix + name not in self.hinted:
+                del record[name]
+            elif type(value) is dict and prefix + name not in self.json_columns:
+                self._drop_unhinted_nulls(value, prefix + name + SEPARATOR)
 
     def _with_json_text(self, page: list[Any]) -> list[Any]:
         if not self.json_columns:

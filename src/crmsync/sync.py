@@ -139,10 +139,14 @@ def _run(
     finally:
         session.close()
     ledger.finish()
-    _extract_ledger(pipeline, ledger)
     try:
+        # the ledger is extracted once the data is normalized: extracted before, it would change
+        # the schema under the data's package, and dlt warns of the differing schema hashes
         pipeline.normalize()
         staged_rows = _staged_rows(pipeline)
+        _extract_ledger(pipeline, ledger)
+        pipeline.normalize()
+        staged_rows.update(_staged_rows(pipeline))
         with defaults(load_defaults(pipeline, staged_rows, file_format)):
             info = pipeline.load()
     except PipelineStepFailed as error:
