@@ -38,7 +38,7 @@ from dlt.common.configuration.specs.pluggable_run_context import PluggableRunCon
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.schema import Schema
-from dlt.common.schema.utils import get_first_column_name_with_prop
+from dlt.common.schema.utils import get_first_column_name_with_prop, get_table_format
 from dlt.extract import DltSource
 
 from crmsync.profile import Profile, resource_names
@@ -211,10 +211,11 @@ def table_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
 
 
 def _delta_tables(schema: Schema) -> list[str]:
+    """Delta tables, child tables included: they inherit `table_format` from their root."""
     return [
         name
         for name in schema.data_table_names(seen_data_only=True)
-        if schema.tables[name].get("table_format") == "delta"
+        if get_table_format(schema.tables, name) == "delta"
     ]
 
 
