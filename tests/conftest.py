@@ -16,6 +16,7 @@ from crmsync.arrow_pages import DecodedPage
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.http_policy import HttpPolicy
 from crmsync.page_decoding import ProcessDecoder
+from crmsync.profile import Profile, load_profile
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import SyncResult, run_sync
 from tests.support.destinations import (
@@ -78,6 +79,13 @@ def destination(request: pytest.FixtureRequest, workdir: Path) -> Destination:
         "delta": DeltaDestination,
     }
     return kinds[request.param](workdir)
+
+
+def profile_with(folder: Path, overlay: str) -> Profile:
+    """The built-in profile with `overlay`, a `--config` file's TOML, laid over it."""
+    path = folder / "crmsync.toml"
+    path.write_text(overlay)
+    return load_profile(path)
 
 
 def connection_to(server: DemoServer, password: str = DEFAULT_PASSWORD) -> CrmConnection:

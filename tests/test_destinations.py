@@ -20,10 +20,9 @@ from deltalake import DeltaTable
 from crmsync.demo_server import DemoServer
 from crmsync.destinations import load_defaults
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
-from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncResult, run_sync
-from tests.conftest import connection_to, fast_policy, sync
+from tests.conftest import connection_to, fast_policy, profile_with, sync
 from tests.support.destinations import DeltaDestination, DuckDBDestination
 from tests.support.postgres import PostgresServer
 from tests.test_cli import CRMSYNC, crm_env
@@ -284,18 +283,16 @@ def test_a_configured_duckdb_global_config_replaces_the_memory_limit(
 def test_a_list_field_of_a_resource_of_yours_stays_in_its_row_on_delta_if_declared(
     crm: DemoServer, workdir: Path, declared: bool
 ) -> None:
-    config = workdir / "crmsync.toml"
-    config.write_text(
+    profile = profile_with(
+        workdir,
         '[[resources]]\nname = "boards"\n'
         'endpoint = { path = "/pipelines", data_selector = "pipelines" }\n'
-        + ('list_fields = ["stages"]\n' if declared else "")
+        + ('list_fields = ["stages"]\n' if declared else ""),
     )
     destination = DeltaDestination(workdir)
     live = crm.store.records("pipelines", include_deleted=False)
 
-    result = sync(
-        crm, destination, SyncOptions(resources=("boards",)), profile=load_profile(config)
-    )
+    result = sync(crm, destination, SyncOptions(resources=("boards",)), profile=profile)
 
     assert destination.ids("boards") == sorted(crm.store.ids("pipelines"))
     if declared:

@@ -9,10 +9,9 @@ import pytest
 
 from crmsync.demo_server import DemoServer
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
-from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import DEFAULT_DATASET
-from tests.conftest import sync
+from tests.conftest import profile_with, sync
 from tests.support.destinations import DuckDBDestination
 
 STAGING_DATASET = f"{DEFAULT_DATASET}_staging"
@@ -111,11 +110,10 @@ def test_a_read_that_cannot_stand_for_the_whole_table_merges(
     config: str,
     with_deleted: bool,
 ) -> None:
-    profile_file = tmp_path / "contacts.toml"
-    profile_file.write_text(f'[[resources]]\nname = "contacts"\n{config}\n')
+    profile = profile_with(tmp_path, f'[[resources]]\nname = "contacts"\n{config}\n')
     options = SyncOptions(resources=("contacts",), since=since)
 
-    sync(crm, destination, options, profile=load_profile(profile_file))
+    sync(crm, destination, options, profile=profile)
 
     assert "contacts" in staged_tables(destination)
     assert destination.ids("contacts") == sorted(

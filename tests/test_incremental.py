@@ -12,10 +12,9 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.failures import causes
 from crmsync.ledger import IncompleteReadError
-from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
-from tests.conftest import RESOURCES, fast_policy, sync
+from tests.conftest import RESOURCES, fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
 
 MUTABLE = ("accounts", "contacts", "products", "pipelines")
@@ -230,18 +229,13 @@ def test_strict_fails_an_incomplete_read_and_loads_nothing(
 def test_a_resource_configured_to_keep_deleted_rows_keeps_them(
     crm: DemoServer, destination: DuckDBDestination, tmp_path: Path
 ) -> None:
-    config = tmp_path / "keep-deleted-contacts.toml"
-    config.write_text(
+    profile = profile_with(
+        tmp_path,
         '[[resources]]\nname = "contacts"\n'
-        'columns = { deleted_at = { data_type = "timestamp", hard_delete = false } }\n'
+        'columns = { deleted_at = { data_type = "timestamp", hard_delete = false } }\n',
     )
 
-    sync(
-        crm,
-        destination,
-        SyncOptions(resources=("accounts", "contacts")),
-        profile=load_profile(config),
-    )
+    sync(crm, destination, SyncOptions(resources=("accounts", "contacts")), profile=profile)
 
     assert destination.current_ids("contacts", include_deleted=True) == sorted(
         crm.store.ids("contacts", include_deleted=True)

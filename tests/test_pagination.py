@@ -15,10 +15,9 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.app import RequestRecord
 from crmsync.failures import EXIT_SOURCE, describe
-from crmsync.profile import load_profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
-from tests.conftest import fast_policy, sync
+from tests.conftest import fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
 
 
@@ -150,9 +149,10 @@ def test_a_resource_not_ordered_by_id_loads_exactly_through_the_merge_dedup(
 ) -> None:
     server: DemoServer = start_crm({"contacts": 1200})
     server.faults.add(Fault("/contacts", "unordered", times=None))
-    config = tmp_path / "crmsync.toml"
-    config.write_text('[[resources]]\nname = "contacts"\nordered_by_primary_key = false\n')
+    profile = profile_with(
+        tmp_path, '[[resources]]\nname = "contacts"\nordered_by_primary_key = false\n'
+    )
 
-    sync(server, destination, SyncOptions(resources=("contacts",)), profile=load_profile(config))
+    sync(server, destination, SyncOptions(resources=("contacts",)), profile=profile)
 
     assert destination.ids("contacts") == sorted(server.store.ids("contacts"))

@@ -76,10 +76,7 @@ def page_table(page: Any) -> pa.Table | None:
 
 def record_count(page: Any) -> int:
     """Records the CRM served in a page, however it was decoded."""
-    if isinstance(page, DecodedPage):
-        return page.served
-    table = page_table(page)
-    return len(table) if table is not None else len(page or ())
+    return page.served if isinstance(page, DecodedPage) else len(page or ())
 
 
 def _arrow_type(hint: dict[str, Any]) -> pa.DataType | None:

@@ -95,7 +95,7 @@ class ProcessDecoder(DictDecoder):
         records_key = form[0]
         worker = self._workers[next(self._turn) % len(self._workers)]
         try:
-            envelope, records = worker.decode(body, form)
+            envelope, records = worker.decode(body, path, form)
         except WorkerGone:
             return super().__call__(path, body)
         if envelope is None:
@@ -134,7 +134,7 @@ class _Worker:
         self._reader = threading.Thread(target=self._read, name="crmsync-page-worker", daemon=True)
         self._reader.start()
 
-    def decode(self, body: bytes, form: _PageForm) -> tuple[Any, Any]:
+    def decode(self, body: bytes, path: str, form: _PageForm) -> tuple[Any, Any]:
         future: Future[tuple[Any, Any]] = Future()
         with self._send_lock:
             if self._gone:
@@ -142,7 +142,7 @@ class _Worker:
             request_id = next(self._ids)
             self._pending[request_id] = future
             try:
-                _send(self._process.stdin, (request_id, body, form))
+                _send(self._process.stdin, (request_id, body, path, form))
             except OSError:
                 self._pending.pop(request_id, None)
                 self._gone = True
@@ -200,11 +200,13 @@ def _receive(stream: IO[bytes] | None) -> Any:
     return pickle.loads(payload)
 
 
-_typed_by_columns: dict[bytes, TypedPages] = {}
-"""A worker's `TypedPages`, one per resource (its column hints)."""
+_typed_by_path: dict[str, TypedPages] = {}
+"""A worker's `TypedPages`, one per resource path (a resource's form does not change in a run)."""
 
 
-def decode_page(body: bytes, form: _PageForm) -> tuple[dict[str, Any] | None, bytes | str | None]:
+def decode_page(
+    body: bytes, path: str, form: _PageForm
+) -> tuple[dict[str, Any] | None, bytes | str | None]:
     """In a worker: `(envelope with the count of its records, the records as Arrow IPC)`;
     `(envelope, None)` when there are no records to type; `(None, None)` when Arrow cannot hold
     them as dlt would; `(None, message)` when the body is not JSON."""
@@ -216,10 +218,9 @@ def decode_page(body: bytes, form: _PageForm) -> tuple[dict[str, Any] | None, by
     records = envelope.get(records_key) if isinstance(envelope, dict) else None
     if not isinstance(records, list) or not records:
         return envelope, None
-    key = orjson.dumps(columns, option=orjson.OPT_SORT_KEYS)
-    typed = _typed_by_columns.get(key)
+    typed = _typed_by_path.get(path)
     if typed is None:
-        typed = _typed_by_columns[key] = TypedPages(columns)
+        typed = _typed_by_path[path] = TypedPages(columns)
     table = typed(records)
     if not isinstance(table, pa.Table):
         return None, None
@@ -235,8 +236,8 @@ def decode_page(body: bytes, form: _PageForm) -> tuple[dict[str, Any] | None, by
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
     """The worker's loop: a page in, its decoding out, until the run closes the pipe."""
     while (message := _receive(requests)) is not None:
-        request_id, body, form = message
-        _send(answers, (request_id, *decode_page(body, form)))
+        request_id, body, path, form = message
+        _send(answers, (request_id, *decode_page(body, path, form)))
 
 
 if __name__ == "__main__":

@@ -187,11 +187,11 @@ def _decode_in_workers(
     other resource that resolves its fields (`{resources.contacts.id}`, `"resource":
     "contacts"`); the others' pages stay dicts."""
     resources = [r for r in config["resources"] if isinstance(r, dict)]
-    for resource in resources:
+    texts = [json.dumps(r, default=str) for r in resources]
+    for resource, text in zip(resources, texts, strict=True):
         name = resource_name(resource)
-        endpoint = endpoint_of(resource)
-        key, path = endpoint.get("data_selector"), str(endpoint.get("path", ""))
-        others = json.dumps([o for o in resources if o is not resource], default=str)
+        key, path = endpoint_of(resource).get("data_selector"), _path(resource)
+        others = "".join(t for t in texts if t is not text)
         if (
             not isinstance(key, str)
             or not key.isidentifier()
@@ -253,9 +253,8 @@ def _replace_first_reads(
     defaults = config.get("resource_defaults") or {}
     filters = {}
     for resource in config["resources"]:
-        if not isinstance(resource, dict) or resource_name(resource) not in deduplicated:
+        if not isinstance(resource, dict) or (name := resource_name(resource)) not in deduplicated:
             continue
-        name = resource_name(resource)
         incremental = endpoint_of(resource).get("incremental") or {}
         whole_read = (
             bool(incremental) and not sync.since and not _stored_cursor(state, name, incremental)
