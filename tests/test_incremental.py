@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from crmsync.demo_server import DemoServer, Fault
-from crmsync.failures import causes
+from crmsync.failures import EXIT_SOURCE, causes, describe
 from crmsync.ledger import IncompleteReadError
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
@@ -200,17 +200,54 @@ def test_keep_deleted_keeps_soft_deleted_rows_flagged(
     assert set(newly_deleted) <= flagged
 
 
-def test_an_under_reporting_page_is_flagged_incomplete(
+@pytest.mark.parametrize("full_refresh", [False, True], ids=["first-read", "full-refresh"])
+def test_an_incomplete_read_never_replaces_a_table(
+    start_crm: object, destination: DuckDBDestination, full_refresh: bool
+) -> None:
+    server: DemoServer = start_crm({"contacts": 1200})  # type: ignore[operator]
+    options = SyncOptions(resources=("contacts",), full_refresh=full_refresh)
+    if full_refresh:
+        sync(server, destination, options)
+    loaded = destination.current_ids("contacts") if full_refresh else []
+    server.faults.add(Fault("/contacts", "short_page", page=2))
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(server, destination, options)
+
+    failure = describe(raised.value.__cause__ or raised.value)
+    assert (failure.exit_code, failure.message) == (
+        EXIT_SOURCE,
+        "contacts: GET /contacts reported meta.total=1200 but its pages held 999 distinct"
+        " records; the read is incomplete, so nothing was loaded; rerun later",
+    )
+    tables = destination.tables()
+    assert (destination.current_ids("contacts") if "contacts" in tables else []) == loaded
+
+
+def test_an_incomplete_incremental_read_loads_and_is_read_again_by_the_next_run(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
     server: DemoServer = start_crm({"contacts": 1200})  # type: ignore[operator]
+    options = SyncOptions(resources=("contacts",))
+    sync(server, destination, options)
+    server.store.update("contacts", range(1, 1101), {"title": "changed"})
     server.faults.add(Fault("/contacts", "short_page", page=2))
+    server.clear_requests()
 
-    result = sync(server, destination, SyncOptions(resources=("contacts",)))
+    result = sync(server, destination, options)
 
     tally = result.ledger.tallies["/contacts"]
-    assert (tally.rows, tally.reported_total, tally.complete) == (999, 1200, False)
-    assert tally.outcome == "incomplete"
+    assert (tally.rows, tally.complete, tally.outcome) == (999, False, "incomplete")
+    assert tally.reported_total is not None and tally.reported_total >= 1100
+    (held,) = since_sent(server, "contacts")
+    server.clear_requests()
+
+    sync(server, destination, options)
+
+    (since,) = since_sent(server, "contacts")
+    assert since is not None and held is not None and since <= held
+    live = {r["id"]: r.get("title") for r in server.store.records("contacts", False)}
+    assert destination.current_values("contacts", "title") == live
 
 
 def test_strict_fails_an_incomplete_read_and_loads_nothing(

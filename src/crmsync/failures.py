@@ -54,7 +54,7 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
     for cause in chain:
         if isinstance(cause, IncompleteReadError):
             return Failure(
-                EXIT_SOURCE, f"{cause}; the read is incomplete (rerun, or drop --strict)"
+                EXIT_SOURCE, f"{cause}; the read is incomplete, so nothing was loaded; rerun later"
             )
         if isinstance(cause, MalformedBodyError):
             return Failure(

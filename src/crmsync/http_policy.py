@@ -214,7 +214,7 @@ class CrmSession(requests.Session):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         prefetched = self.lookahead.take(str(request.url))
         if prefetched is not None:
-            return prefetched.result()
+            return prefetched
         return self.fetch(request, **kwargs)
 
     def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:

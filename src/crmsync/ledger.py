@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +32,8 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "pages": {"data_type": "bigint"},
     "rows": {"data_type": "bigint"},
     "repeats": {"data_type": "bigint"},
+    "refetched": {"data_type": "bigint"},
+    "list_moved": {"data_type": "bool"},
     "reported_total": {"data_type": "bigint"},
     "complete": {"data_type": "bool"},
     "outcome": {"data_type": "text"},
@@ -39,7 +42,8 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
 
 
 class IncompleteReadError(Exception):
-    """The CRM reported more records than its pages held (`--strict` turns this into a failure)."""
+    """The CRM reported more records than its pages held: fatal under `--strict`, and for a
+    read that would replace its table (a first read, `--full-refresh`)."""
 
     def __init__(self, resource: str, path: str, reported: int, fetched: int) -> None:
         self.resource = resource
@@ -48,7 +52,7 @@ class IncompleteReadError(Exception):
         self.fetched = fetched
         super().__init__(
             f"{resource}: GET {path} reported meta.total={reported} but its pages held "
-            f"{fetched} records"
+            f"{fetched} distinct records"
         )
 
 
@@ -64,15 +68,30 @@ class ResourceTally:
     rows: int = 0
     repeats: int = 0
     """Records served again after a page shift and dropped (`RepeatedRecordFilter`)."""
+    refetched: int = 0
+    """Pages fetched ahead, then fetched again: the list had moved since (`PageNumberPaginator`)."""
+    total_grew: bool = False
     reported_total: int | None = None
+    """The smallest `meta.total` the read's pages reported: the list's size as the read began
+    (the contract's lists only grow), every one of whose records the read must have served."""
     outcome: str = "not run"
+
+    @property
+    def list_moved(self) -> bool:
+        """Records entered the list while it was read: a total grew, a record came twice, or a
+        page fetched ahead was out of date."""
+        return self.total_grew or self.repeats > 0 or self.refetched > 0
+
+    @property
+    def distinct_rows(self) -> int:
+        return self.rows - self.repeats
 
     @property
     def complete(self) -> bool | None:
         """None where the CRM reports no total for this resource."""
         if self.reported_total is None:
             return None
-        return self.rows >= self.reported_total
+        return self.distinct_rows >= self.reported_total
 
 
 @dataclass
@@ -135,7 +154,8 @@ class RunLedger:
                     "run_id": self.run_id,
                     "started_at": self.started_at,
                     "finished_at": finished_at,
-                    **{k: v for k, v in asdict(tally).items()},
+                    **{k: v for k, v in asdict(tally).items() if k in RUNS_COLUMNS},
+                    "list_moved": tally.list_moved,
                     "complete": tally.complete,
                 }
                 for tally in self.tallies.values()
@@ -150,20 +170,35 @@ class RunLedger:
 
 @dataclass
 class ResourceObserver:
-    """The paginator's view of the ledger: one resource's pages, repeats and completeness."""
+    """The paginator's view of the ledger: one resource's pages, repeats and completeness.
+
+    An incomplete read fails where it would replace the table (`replaces`) or under `--strict`;
+    otherwise it loads what it read and calls `hold_cursor`, so the next run reads the same
+    window again instead of moving past the records this one missed.
+    """
 
     ledger: RunLedger
     tally: ResourceTally
+    replaces: bool = False
+    hold_cursor: Callable[[], None] | None = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceObserver:
         return self
 
     def page_read(self, rows: int, total: int | None) -> None:
         with self.ledger._lock:
-            self.tally.pages += 1
-            self.tally.rows += rows
+            tally = self.tally
+            tally.pages += 1
+            tally.rows += rows
             if total is not None:
-                self.tally.reported_total = total
+                if tally.reported_total is not None and total != tally.reported_total:
+                    tally.total_grew = True
+                if tally.reported_total is None or total < tally.reported_total:
+                    tally.reported_total = total
+
+    def page_refetched(self) -> None:
+        with self.ledger._lock:
+            self.tally.refetched += 1
 
     def repeats_dropped(self, count: int) -> None:
         with self.ledger._lock:
@@ -173,11 +208,13 @@ class ResourceObserver:
         tally = self.tally
         if tally.complete is False:
             error = IncompleteReadError(
-                tally.resource, tally.path, tally.reported_total or 0, tally.rows
+                tally.resource, tally.path, tally.reported_total or 0, tally.distinct_rows
             )
             tally.outcome = "incomplete"
-            if self.ledger.strict:
+            if self.ledger.strict or self.replaces:
                 raise error
-            logger.warning(str(error))
+            if self.hold_cursor is not None:
+                self.hold_cursor()
+            logger.warning(f"{error}; the next run reads the same window again")
             return
         tally.outcome = "ok"

@@ -13,7 +13,10 @@ import copy
 import itertools
 import math
 import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import requests
@@ -32,6 +35,8 @@ class PageObserver(Protocol):
 
     def page_read(self, rows: int, total: int | None) -> None: ...
 
+    def page_refetched(self) -> None: ...
+
     def read_finished(self) -> None: ...
 
 
@@ -43,6 +48,19 @@ class PageFetcher(Protocol):
     def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> Response: ...
 
 
+PageCheck = Callable[[Response, float], bool]
+"""Whether a page fetched ahead may be used: given its response and the moment its request
+was handed to the look-ahead (`time.monotonic()`)."""
+
+
+@dataclass(frozen=True)
+class _PageAhead:
+    future: Future[Response]
+    read: int
+    requested_at: float
+    check: PageCheck | None
+
+
 class PageLookahead:
     """Fetches the pages a paginator expects next, concurrently, before it asks for them.
 
@@ -50,15 +68,18 @@ class PageLookahead:
     mostly waiting. The paginator knows which pages come next (all of them once `meta.total` is
     known; otherwise a window that doubles with every full page), so it names them here; each
     is sent through the same session — retries, budget and ledger included — and handed over
-    when rest_api asks for exactly that URL. Pages past the end come back empty and are
-    dropped when the paginator finishes, so nothing is loaded twice or skipped.
+    when rest_api asks for exactly that URL, if the paginator's check accepts it then: a page
+    fetched ahead shows the list as it was when the CRM answered, which may be older than the
+    page read before it (`PageNumberPaginator.accepts`). A page refused is fetched again, now.
+    Pages past the end come back empty and are dropped when the paginator finishes, so nothing
+    is loaded twice or skipped.
     """
 
     def __init__(self, session: PageFetcher, max_pages: int) -> None:
         self.session = session
         self.max_pages = max(1, max_pages)
         self._pool = ThreadPoolExecutor(self.max_pages, thread_name_prefix="crmsync-lookahead")
-        self._by_url: dict[str, Future[Response]] = {}
+        self._by_url: dict[str, _PageAhead] = {}
         self._by_read: dict[int, list[str]] = {}
         self._furthest: dict[int, int] = {}
         self._lock = threading.Lock()
@@ -66,7 +87,9 @@ class PageLookahead:
     def __deepcopy__(self, memo: dict[int, Any]) -> PageLookahead:
         return self
 
-    def expect(self, request: Request, page_param: str, pages: range) -> None:
+    def expect(
+        self, request: Request, page_param: str, pages: range, check: PageCheck | None = None
+    ) -> None:
         read = id(request)
         with self._lock:
             first = max(pages.start, self._furthest.get(read, pages.start - 1) + 1)
@@ -80,21 +103,30 @@ class PageLookahead:
             with self._lock:
                 if url in self._by_url:
                     continue
-                self._by_url[url] = self._pool.submit(self.session.fetch, prepared)
+                future = self._pool.submit(self.session.fetch, prepared)
+                self._by_url[url] = _PageAhead(future, read, time.monotonic(), check)
                 self._by_read.setdefault(read, []).append(url)
 
-    def take(self, url: str) -> Future[Response] | None:
+    def take(self, url: str) -> Response | None:
+        """The page fetched ahead for `url`, once its answer is in and accepted; else None,
+        and the caller sends the request itself."""
         with self._lock:
-            return self._by_url.pop(url, None)
+            ahead = self._by_url.pop(url, None)
+        if ahead is None:
+            return None
+        response = ahead.future.result()
+        if ahead.check is not None and not ahead.check(response, ahead.requested_at):
+            return None
+        return response
 
     def discard(self, request: Request) -> None:
         """The read is over: pages fetched past its end are not needed."""
         with self._lock:
             self._furthest.pop(id(request), None)
             for url in self._by_read.pop(id(request), []):
-                future = self._by_url.pop(url, None)
-                if future is not None:
-                    future.cancel()
+                ahead = self._by_url.pop(url, None)
+                if ahead is not None:
+                    ahead.future.cancel()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -109,8 +141,24 @@ class PageNumberPaginator(BasePaginator):
          "meta": {"page": 2, "limit": 500, "total": 1234}}
 
     `/events` has no `meta` at all. The last page is the first one that holds fewer records than
-    the page size; `meta.total` (a count of records, not pages) is used only to spare the empty
-    request that would otherwise follow a last page that happens to be full.
+    the page size: the contract says a client must not depend on `meta`, so a full page always
+    leads to the next request. `meta.total` (a count of records, not pages) says how many pages
+    to fetch ahead, and whether a list moved between two of its pages.
+
+    **Pages of a list that moves.** Pages are cut by position. A record that enters the list
+    ahead of a position (an incremental read's `updated_since` view admits a record updated
+    meanwhile) pushes the later records one place on. Pages read in order only ever see such a
+    record twice (`RepeatedRecordFilter`), never miss one: a record that was in the list when
+    the read began is at or past its old position, and the first page that is not full ends
+    the read only once every position before it has been read. A page fetched *ahead* may show
+    an older list than the page before it, read later: records pushed out of that earlier page
+    meanwhile are in neither. So a page fetched ahead is used only if it was requested after
+    the page before it arrived, or if both report the same `meta.total` (the list did not grow
+    between them; the contract's lists only grow); otherwise it is fetched again, now. A read
+    that narrows the list by none of `view_filters` (a first read of a list in ascending id
+    order, where new records take new, higher ids) keeps its positions and is not checked;
+    `view_filters=None` checks every read. A read that must be checked but has no total to
+    check by is read one page after another.
     """
 
     def __init__(
@@ -123,6 +171,7 @@ class PageNumberPaginator(BasePaginator):
         maximum_page: int | None = None,
         observer: PageObserver | None = None,
         lookahead: PageLookahead | None = None,
+        view_filters: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         if limit is not None and limit < 1:
@@ -135,11 +184,15 @@ class PageNumberPaginator(BasePaginator):
         self.maximum_page = maximum_page
         self.observer = observer
         self.lookahead = lookahead
+        self.view_filters = None if view_filters is None else tuple(view_filters)
         self.page = base_page
         self.rows_seen = 0
         self.total: int | None = None
+        self.list_moves = True
+        """Whether records can enter this read's list ahead of positions already read."""
         self._window = 1
         self._request: Request | None = None
+        self._page_arrived_at = 0.0
 
     def init_request(self, request: Request) -> None:
         self._has_next_page = True
@@ -153,8 +206,12 @@ class PageNumberPaginator(BasePaginator):
         if self.limit_param and self.limit is not None:
             request.params[self.limit_param] = self.limit
         request.params[self.page_param] = self.page
+        self.list_moves = self.view_filters is None or any(
+            request.params.get(name) is not None for name in self.view_filters
+        )
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
+        self._page_arrived_at = time.monotonic()
         rows = record_count(data)
         self.rows_seen += rows
         total = self.total = self._total(response)
@@ -163,7 +220,6 @@ class PageNumberPaginator(BasePaginator):
         self._has_next_page = not (
             rows == 0
             or (self.limit is not None and rows < self.limit)
-            or (total is not None and self.rows_seen >= total)
             or (self.maximum_page is not None and self.page >= self.maximum_page)
         )
         if self._has_next_page:
@@ -179,13 +235,27 @@ class PageNumberPaginator(BasePaginator):
             request.params = {}
         request.params[self.page_param] = self.page
         if self.lookahead is not None and self._has_next_page:
-            self.lookahead.expect(request, self.page_param, self._pages_ahead())
+            self.lookahead.expect(request, self.page_param, self._pages_ahead(), self.accepts)
+
+    def accepts(self, response: Response, requested_at: float) -> bool:
+        """Whether a page fetched ahead shows the list as the page read before it did."""
+        if not self.list_moves or requested_at >= self._page_arrived_at:
+            return True
+        total = self._total(response)
+        if total is not None and total == self.total:
+            return True
+        if self.observer is not None:
+            self.observer.page_refetched()
+        return False
 
     def _pages_ahead(self) -> range:
-        """The next pages: up to the last one `meta.total` implies, or a doubling window."""
+        """The next pages: up to the last one `meta.total` implies, or a doubling window; none
+        past the next where the list may move and no total can tell whether it did."""
         reach = self.lookahead.max_pages if self.lookahead else 1
         if self.total is not None and self.limit:
             last = self.base_page + math.ceil(self.total / self.limit) - 1
+        elif self.list_moves:
+            last = self.page - 1
         else:
             last = self.page + self._window - 1
             self._window = min(reach, self._window * 2)
@@ -212,7 +282,10 @@ class PageNumberPaginator(BasePaginator):
 
 
 def paginator_from_config(
-    config: Any, observer: PageObserver | None = None, lookahead: PageLookahead | None = None
+    config: Any,
+    observer: PageObserver | None = None,
+    lookahead: PageLookahead | None = None,
+    view_filters: Sequence[str] | None = None,
 ) -> Any:
     """An instance for a page-number config dict; any other paginator config as it is.
 
@@ -222,7 +295,9 @@ def paginator_from_config(
     if not isinstance(config, dict) or config.get("type") not in PAGE_NUMBER_TYPES:
         return config
     kwargs = {key: value for key, value in config.items() if key != "type"}
-    return PageNumberPaginator(**kwargs, observer=observer, lookahead=lookahead)
+    return PageNumberPaginator(
+        **kwargs, observer=observer, lookahead=lookahead, view_filters=view_filters
+    )
 
 
 class RepeatObserver(Protocol):
@@ -233,6 +308,11 @@ class RepeatObserver(Protocol):
 
 class KeyOrderError(ValueError):
     """A page's records are not in ascending key order, so repeats cannot be told apart."""
+
+
+class RepeatingListError(ValueError):
+    """A page held exactly the records of the page before it: the CRM ignores the page param,
+    and would serve that page forever."""
 
 
 class RepeatedRecordFilter:
@@ -250,7 +330,9 @@ class RepeatedRecordFilter:
     leaves every id once in the load, so the destination's merge needs no dedup pass (the
     `deduplicated` merge hint). The record that entered behind the reader is caught by the next
     run's lookback. Within a page keys must ascend; a page that breaks that order fails the read
-    rather than have anything dropped on an assumption that does not hold.
+    rather than have anything dropped on an assumption that does not hold. A page with exactly
+    the keys of the page before it fails the read too: a list that moves pushes records on, it
+    does not serve a whole page again, but a CRM that ignores the page param does, forever.
     """
 
     def __init__(
@@ -261,6 +343,7 @@ class RepeatedRecordFilter:
         self.key = key
         self.observer = observer
         self.highest: Any = None
+        self._previous: list[Any] = []
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
@@ -280,6 +363,13 @@ class RepeatedRecordFilter:
         for before, after in itertools.pairwise(keys):
             if not before < after:
                 raise self._order_error(before, after)
+        if keys == self._previous:
+            raise RepeatingListError(
+                f"GET {self.path} answered the same {len(keys)} records as the page before it"
+                f" ({self.key} {keys[0]!r} to {keys[-1]!r}): the CRM ignores the page param;"
+                f" check the paginator of {self.resource} in your profile"
+            )
+        self._previous = keys
         repeats = 0
         if self.highest is not None:
             while repeats < len(keys) and keys[repeats] <= self.highest:

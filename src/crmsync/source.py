@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -152,17 +152,22 @@ def _crm(
         "session": session,
     }
     defaults = config.get("resource_defaults") or {}
+    read_starts: dict[str, _ReadStart] = {}
     for resource in config["resources"]:
         if isinstance(resource, dict):
             resource.pop(LIST_FIELDS_KEY, None)  # for the destination (`adapt_source`) alone
-            _apply_sync_mode(resource, defaults, sync, state)
-    observers = _observers(config, ledger, selected)
+            read_start = _apply_sync_mode(resource, defaults, sync, state)
+            if read_start is not None:
+                read_starts[read_start.resource] = read_start
+    observers = _observers(config, ledger, selected, read_starts)
     repeat_filters = _repeat_filters(config, observers)
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
+    for name, observer in observers.items():
+        observer.replaces = sync.full_refresh or name in deleted_filters
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
         _decode_in_workers(config, session.decoder, connection.base_url, hints, deleted_filters)
-    _prepare_endpoints(config, observers, session.lookahead)
+    _prepare_endpoints(config, observers, session.lookahead, set(repeat_filters))
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     for resource in resources:
         repeat_filter = repeat_filters.get(resource.name)
@@ -207,15 +212,22 @@ def _decode_in_workers(
 
 
 def _observers(
-    config: Profile, ledger: RunLedger, selected: tuple[str, ...]
+    config: Profile,
+    ledger: RunLedger,
+    selected: tuple[str, ...],
+    read_starts: Mapping[str, _ReadStart],
 ) -> dict[str, ResourceObserver]:
     """The ledger's observer of each selected resource (endpoints already merged with the
-    defaults): a run reports what it was asked to read."""
-    return {
-        name: ledger.observer(name, _path(resource))
-        for resource in config["resources"]
-        if isinstance(resource, dict) and (name := resource_name(resource)) in selected
-    }
+    defaults): a run reports what it was asked to read. An incomplete read of an incremental
+    resource holds its cursor (`_ReadStart.hold`)."""
+    observers = {}
+    for resource in config["resources"]:
+        if isinstance(resource, dict) and (name := resource_name(resource)) in selected:
+            observer = ledger.observer(name, _path(resource))
+            if name in read_starts:
+                observer.hold_cursor = read_starts[name].hold
+            observers[name] = observer
+    return observers
 
 
 def _path(resource: dict[str, Any]) -> str:
@@ -282,10 +294,13 @@ def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def _apply_sync_mode(
     resource: dict[str, Any], defaults: dict[str, Any], sync: SyncOptions, state: dict[str, Any]
-) -> None:
+) -> _ReadStart | None:
+    """Merges the default endpoint into the resource's and sets its cursor for this run;
+    returns the hook that notes when its read began (None for a resource without a cursor)."""
     name = resource_name(resource)
     endpoint = {**endpoint_of(defaults), **endpoint_of(resource)}
     incremental = endpoint.get("incremental")
+    read_start = None
     if incremental:
         incremental = dict(incremental)
         if sync.since:
@@ -293,7 +308,7 @@ def _apply_sync_mode(
             hint = _columns(resource, defaults).get(cursor, {})
             incremental["initial_value"] = _cursor_value(sync.since, hint)
         incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
-        incremental["convert"] = _ReadStart(name, incremental.get("convert"))
+        read_start = incremental["convert"] = _ReadStart(name, incremental.get("convert"))
         # dlt would drop a record re-read at the boundary second when its id was seen there
         # before, i.e. a second update within that second; merge on `id` dedups instead
         incremental["primary_key"] = []
@@ -301,6 +316,7 @@ def _apply_sync_mode(
     resource["endpoint"] = endpoint
     if sync.keep_deleted:
         _keep_deleted(resource, defaults)
+    return read_start
 
 
 def _keep_deleted(resource: dict[str, Any], defaults: dict[str, Any]) -> None:
@@ -345,15 +361,31 @@ class _ReadStart:
 
     rest_api calls it once, as the resource starts reading, to turn the cursor into the
     `updated_since` value; that moment is what the next run's lookback is measured from.
+    Every record changed before it was in the list when the read began, so a complete read
+    served it (`PageNumberPaginator`): the next run need only go back to this moment.
     """
 
     STATE_KEY = "crmsync_read_started_at"
+    BEGINNING = "1970-01-01T00:00:00+00:00"
 
     def __init__(self, resource: str, convert: Any = None) -> None:
         self.resource = resource
         self.convert = convert
+        self.window_start: Any = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ReadStart:
+        """rest_api deep-copies its config; the hook is the run's, shared with the ledger."""
+        return self
+
+    def hold(self) -> None:
+        """This read cannot vouch for its window: the next run reads it again, from where it
+        began (the beginning, for a read without a start)."""
+        start = self.window_start
+        began = _parse_time(start).isoformat() if start is not None else self.BEGINNING
+        dlt.current.resource_state(self.resource)[self.STATE_KEY] = began
 
     def __call__(self, value: Any) -> Any:
+        self.window_start = value
         dlt.current.resource_state(self.resource)[self.STATE_KEY] = datetime.now(UTC).isoformat()
         if self.convert:
             return self.convert(value)
@@ -363,10 +395,17 @@ class _ReadStart:
 
 
 def _prepare_endpoints(
-    config: Profile, observers: Mapping[str, ResourceObserver], lookahead: PageLookahead | None
+    config: Profile,
+    observers: Mapping[str, ResourceObserver],
+    lookahead: PageLookahead | None,
+    ordered: Set[str] = frozenset(),
 ) -> None:
     """Turns the seed's page-number dicts into paginator instances, one per resource, and
-    compiles each data selector once (rest_api would parse the JSONPath again for every page)."""
+    compiles each data selector once (rest_api would parse the JSONPath again for every page).
+
+    A resource listed in ascending key order (`ordered`) keeps its records' positions unless a
+    read narrows it by its cursor's start or end param (`PageNumberPaginator`'s view filters);
+    the list of any other resource may move under every read."""
     defaults = config.get("resource_defaults") or {}
     default_paginator = endpoint_of(defaults).get("paginator")
     client_paginator = config["client"].get("paginator")
@@ -378,8 +417,13 @@ def _prepare_endpoints(
             endpoint["data_selector"] = jsonpath.compile_path(endpoint["data_selector"])
         paginator = endpoint.get("paginator", default_paginator) or client_paginator
         if paginator is not None:
-            observer = observers.get(resource_name(resource))
-            endpoint["paginator"] = paginator_from_config(paginator, observer, lookahead)
+            name = resource_name(resource)
+            incremental = endpoint.get("incremental") or {}
+            filters = [incremental.get("start_param"), incremental.get("end_param")]
+            view_filters = [f for f in filters if f] if name in ordered else None
+            endpoint["paginator"] = paginator_from_config(
+                paginator, observers.get(name), lookahead, view_filters
+            )
         resource["endpoint"] = endpoint
     if isinstance(defaults.get("endpoint"), dict):
         defaults["endpoint"] = {k: v for k, v in endpoint_of(defaults).items() if k != "paginator"}

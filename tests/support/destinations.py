@@ -66,15 +66,24 @@ class Destination:
         (`include_deleted`: kept too, as a `--keep-deleted` run keeps them)."""
         if self.merges:
             return self.ids(table)
+        return sorted(self.current_values(table, "id", include_deleted))
+
+    def current_values(
+        self, table: str, column: str, include_deleted: bool = False
+    ) -> dict[int, Any]:
+        """`column` of each current record (see `current_ids`), by id."""
+        if self.merges:
+            return dict(self.query(f"select id, {column} from {{{table}}}"))
         columns = self.column_types(table)
         order = "updated_at desc" + (", _dlt_load_id desc" if "_dlt_load_id" in columns else "")
         live = " and deleted_at is null" if "deleted_at" in columns and not include_deleted else ""
         rows = self.query(
-            f"select id from (select id, {'deleted_at' if live else 'null as deleted_at'},"
+            f"select id, value from (select id, {column} as value,"
+            f" {'deleted_at' if live else 'null as deleted_at'},"
             f" row_number() over (partition by id order by {order}) as version from {{{table}}})"
             f" where version = 1{live}"
         )
-        return sorted(row[0] for row in rows)
+        return dict(rows)
 
     def _pipelines_dir(self) -> str:
         return str(self.workdir / "pipelines")

@@ -198,6 +198,7 @@ def _control_requests(demo: DemoServer, body: dict[str, Any]) -> _Response:
 
 
 _ControlAction = Callable[["DemoServer", dict[str, Any]], _Response]
+PageHook = Callable[[str, int, dict[str, str]], None]
 _CONTROL: dict[str, dict[str, _ControlAction]] = {
     "/_control/mutate": {"POST": _control_mutate},
     "/_control/faults": {"POST": _control_add_fault, "DELETE": _control_clear_faults},
@@ -294,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
         except _BadParameter as bad:
             return _error(400, "invalid_parameter", str(bad))
         include_deleted = params.get("include_deleted", "").lower() == "true"
+        if self.server.demo.before_page is not None:
+            self.server.demo.before_page(endpoint.resource, page, params)
         rows, total = self.server.demo.store.page(
             endpoint.resource, page, limit, since, include_deleted
         )
@@ -405,6 +408,10 @@ class DemoServer:
         self.store = CrmStore(sizes, seed)
         self.faults = FaultPlan()
         self.latency_ms = latency_ms
+        self.before_page: PageHook | None = None
+        """Called in the request's thread just before a page is cut from the list, with the
+        resource, the page number and the query: a test moves the list at chosen moments
+        between concurrent page requests (and may block to order them)."""
         self._credentials = f"{username}:{password}".encode()
         self._address = (host, port)
         self._httpd: _HttpServer | None = None
