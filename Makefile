@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench bench-memory clean
+.PHONY: demo test lint soak bench bench-memory clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -W error -q
+	$(BIN)/pytest -W error -q --durations=15
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+
+soak: $(STAMP)
+	CRMSYNC_SOAK_SYNCS=$${CRMSYNC_SOAK_SYNCS:-25} $(BIN)/pytest -W error -q -s tests/test_soak.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/compare.py
