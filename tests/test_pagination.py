@@ -158,3 +158,37 @@ def test_a_resource_not_ordered_by_id_loads_exactly_through_the_merge_dedup(
     sync(server, destination, SyncOptions(resources=("contacts",)), profile=profile)
 
     assert destination.ids("contacts") == sorted(server.store.ids("contacts"))
+
+
+@pytest.mark.parametrize(
+    ("resource", "paginator"),
+    [
+        ("contacts", 'page_param = "pg", limit_param = "page[limit]"'),
+        ("events", 'page_param = "pg", limit_param = "limit"'),
+    ],
+    ids=["with-a-total", "without-meta"],
+)
+def test_a_list_that_ignores_the_page_param_fails_at_its_second_page(
+    start_crm: Any, destination: DuckDBDestination, tmp_path: Path, resource: str, paginator: str
+) -> None:
+    """The CRM ignores a param it does not know (`pg`), so it serves page 1 again and again."""
+    server: DemoServer = start_crm({resource: 1200})
+    profile = profile_with(
+        tmp_path,
+        f'[[resources]]\nname = "{resource}"\n'
+        f'endpoint = {{ paginator = {{ type = "page_number", {paginator}, limit = 500 }} }}\n',
+    )
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(server, destination, SyncOptions(resources=(resource,)), profile=profile)
+
+    failure = describe(raised.value.__cause__ or raised.value)
+    assert (failure.exit_code, failure.message) == (
+        EXIT_SOURCE,
+        f"{resource}: GET /{resource} answered the same records as the page before it"
+        f" (id 1 to 500): the CRM ignores the page param; check the paginator of {resource}"
+        " in your profile",
+    )
+    served = [r.rows for r in server.requests_for(resource)]
+    assert served[:2] == [500, 500] and len(served) <= 4  # page 2, and what was read ahead
+    assert resource not in destination.tables()

@@ -32,12 +32,12 @@ def test_the_run_ledger_is_stored_beside_the_data(
     sync(crm, destination)
 
     rows = destination.query(
-        "select resource, requests, retries, throttled, pages, rows, reported_total, complete,"
-        " outcome from {_crmsync_runs} order by finished_at, resource"
+        "select resource, requests, retries, throttled, pages, rows, refetched, list_moved,"
+        " reported_total, complete, outcome from {_crmsync_runs} order by finished_at, resource"
     )
     first_run = {row[0]: row[1:] for row in rows[:5]}
-    assert first_run["contacts"] == (2, 1, 1, 1, 60, 60, True, "ok")
-    assert first_run["events"] == (1, 0, 0, 1, 90, None, None, "ok")
+    assert first_run["contacts"] == (2, 1, 1, 1, 60, 0, False, 60, True, "ok")
+    assert first_run["events"] == (1, 0, 0, 1, 90, 0, False, None, None, "ok")
     assert len(rows) == 10
     assert len({row[0] for row in destination.query("select run_id from {_crmsync_runs}")}) == 2
 

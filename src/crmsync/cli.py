@@ -16,7 +16,7 @@ from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAM
 from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
-from crmsync.ledger import RunLedger
+from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
 from crmsync.profile import Profile, endpoint_of, load_profile, resource_name
 from crmsync.source import CrmConnection, SyncOptions
@@ -214,8 +214,12 @@ def _print_summary(result: SyncResult, settings: RunSettings) -> None:
 
 
 def _print_ledger(ledger: RunLedger) -> None:
-    figures = ("requests", "retries", "429s", "waited", "pages", "rows", "repeats", "complete")
-    click.echo(f"  {'resource':<14}" + "".join(f"{h:>10}" for h in figures))
+    figures = ("requests", "retries", "429s", "waited", "pages", "rows", "repeats")
+    click.echo(
+        f"  {'resource':<14}"
+        + "".join(f"{h:>10}" for h in figures)
+        + f"{'moved':>11}{'complete':>10}"
+    )
     for t in ledger.tallies.values():
         complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
         waited = f"{t.wait_seconds:.1f}s"
@@ -223,10 +227,17 @@ def _print_ledger(ledger: RunLedger) -> None:
         click.echo(
             f"  {t.resource:<14}"
             + "".join(f"{c:>10}" for c in cells)
-            + f"{complete:>10}"
+            + f"{_moved(t):>11}{complete:>10}"
             + ("" if t.outcome == "ok" else f"  ({t.outcome})")
         )
     click.echo(f"Elapsed: {ledger.elapsed_seconds:.1f}s")
+
+
+def _moved(tally: ResourceTally) -> str:
+    """Whether records entered the list while it was read, and how many pages were re-read."""
+    if not tally.list_moved:
+        return "no"
+    return f"{tally.refetched} re-read" if tally.refetched else "yes"
 
 
 @main.command()

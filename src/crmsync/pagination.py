@@ -365,7 +365,7 @@ class RepeatedRecordFilter:
                 raise self._order_error(before, after)
         if keys == self._previous:
             raise RepeatingListError(
-                f"GET {self.path} answered the same {len(keys)} records as the page before it"
+                f"GET {self.path} answered the same records as the page before it"
                 f" ({self.key} {keys[0]!r} to {keys[-1]!r}): the CRM ignores the page param;"
                 f" check the paginator of {self.resource} in your profile"
             )

@@ -1,0 +1,157 @@
+"""The page look-ahead and the page-number paginator's checks, with a fake session and clock-free
+ordering: which pages are fetched ahead, and which fetched pages may be used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from requests import PreparedRequest, Request, Response
+
+from crmsync.pagination import PageLookahead, PageNumberPaginator
+
+URL = "http://crm.test/contacts"
+
+
+def page(rows: int, total: int | None) -> Response:
+    response = Response()
+    response.status_code = 200
+    body: dict[str, Any] = {"contacts": [{"id": i} for i in range(rows)]}
+    if total is not None:
+        body["meta"] = {"total": total}
+    response._content = orjson.dumps(body)
+    return response
+
+
+class FakeSession:
+    """Answers each page from `answers` (page number → response); `fetched` lists the pages
+    the look-ahead prepared to send, in order (it prepares a request as it submits it)."""
+
+    def __init__(self, answers: dict[int, Response]) -> None:
+        self.answers = answers
+        self.fetched: list[int] = []
+
+    def prepare_request(self, request: Request) -> PreparedRequest:
+        self.fetched.append(int((request.params or {})["page"]))
+        return requests.Session().prepare_request(request)
+
+    def fetch(self, request: PreparedRequest, **kwargs: Any) -> Response:
+        number = int(str(request.url).rsplit("=", 1)[-1])
+        return self.answers[number]
+
+
+class FakeObserver:
+    def __init__(self) -> None:
+        self.refetched = 0
+        self.pages: list[tuple[int, int | None]] = []
+
+    def page_read(self, rows: int, total: int | None) -> None:
+        self.pages.append((rows, total))
+
+    def page_refetched(self) -> None:
+        self.refetched += 1
+
+    def read_finished(self) -> None:
+        pass
+
+
+def reader(
+    session: FakeSession, view_filters: list[str] | None = None, **params: Any
+) -> tuple[PageNumberPaginator, PageLookahead, Request, FakeObserver]:
+    lookahead = PageLookahead(session, max_pages=8)
+    observer = FakeObserver()
+    paginator = PageNumberPaginator(
+        page_param="page",
+        limit=10,
+        observer=observer,
+        lookahead=lookahead,
+        view_filters=view_filters,
+    )
+    request = Request("GET", URL, params=dict(params))
+    paginator.init_request(request)
+    return paginator, lookahead, request, observer
+
+
+def next_url(request: Request) -> str:
+    return str(requests.Session().prepare_request(request).url)
+
+
+def test_pages_of_a_list_with_a_total_are_all_fetched_ahead_after_page_1() -> None:
+    session = FakeSession({n: page(10 if n < 4 else 5, 35) for n in range(1, 5)})
+    paginator, lookahead, request, _ = reader(session, view_filters=["since"], since="x")
+
+    paginator.update_state(page(10, 35), [{"id": i} for i in range(10)])
+    paginator.update_request(request)
+    lookahead.close()
+
+    assert sorted(session.fetched) == [2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("view_filters", "params", "fetched_ahead"),
+    [
+        ([], {}, [2]),  # a stable list: a window that doubles with each full page
+        (["since"], {}, [2]),  # the filter is not set: a first read keeps its positions
+        (["since"], {"since": "x"}, []),  # a moving list with no total: one page at a time
+        (None, {}, []),  # every read of a list in another order may move
+    ],
+    ids=["stable", "filter-unset", "filtered", "unordered"],
+)
+def test_without_a_total_only_a_list_that_keeps_its_positions_is_read_ahead(
+    view_filters: list[str] | None, params: dict[str, str], fetched_ahead: list[int]
+) -> None:
+    session = FakeSession({n: page(10, None) for n in range(1, 9)})
+    paginator, lookahead, request, _ = reader(session, view_filters, **params)
+
+    paginator.update_state(page(10, None), [{"id": i} for i in range(10)])
+    paginator.update_request(request)
+    lookahead.close()
+
+    assert session.fetched == fetched_ahead
+
+
+@pytest.mark.parametrize(
+    ("total_ahead", "used"), [(35, True), (36, False)], ids=["same-total", "total-grew"]
+)
+def test_a_page_fetched_before_the_page_before_it_arrived_is_used_only_if_the_totals_agree(
+    total_ahead: int, used: bool
+) -> None:
+    """Page 3 is fetched ahead with page 2; page 2 arrives after it, reporting 35 records."""
+    session = FakeSession({2: page(10, 35), 3: page(10, total_ahead), 4: page(5, 35)})
+    paginator, lookahead, request, observer = reader(session, ["since"], since="x")
+    paginator.update_state(page(10, 35), [{}] * 10)
+    paginator.update_request(request)  # pages 2, 3 and 4 are fetched ahead now
+    page_2 = lookahead.take(next_url(request))
+    assert page_2 is not None
+    paginator.update_state(page_2, [{}] * 10)
+    paginator.update_request(request)
+
+    page_3 = lookahead.take(next_url(request))
+
+    assert (page_3 is not None, observer.refetched) == (used, 0 if used else 1)
+    lookahead.close()
+
+
+def test_a_page_requested_after_the_page_before_it_arrived_is_used_as_it_is() -> None:
+    """The CRM answered it later than the page before it: whatever moved, it shows."""
+    session = FakeSession({2: page(10, 36)})
+    paginator, lookahead, request, observer = reader(session, ["since"], since="x")
+    paginator.update_state(page(10, 35), [{}] * 10)
+    paginator.update_request(request)  # page 2 is requested now, after page 1 arrived
+
+    assert lookahead.take(next_url(request)) is not None
+    assert observer.refetched == 0
+    lookahead.close()
+
+
+def test_a_full_page_asks_for_the_next_even_when_the_total_says_the_list_ended() -> None:
+    paginator, lookahead, _, observer = reader(FakeSession({}), [])
+
+    paginator.update_state(page(10, 10), [{}] * 10)
+    assert paginator.has_next_page
+    paginator.update_state(page(0, 10), [])
+    assert not paginator.has_next_page
+    assert observer.pages == [(10, 10), (0, 10)]
+    lookahead.close()
