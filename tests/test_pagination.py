@@ -192,3 +192,38 @@ def test_a_list_that_ignores_the_page_param_fails_at_its_second_page(
     served = [r.rows for r in server.requests_for(resource)]
     assert served[:2] == [500, 500] and len(served) <= 4  # page 2, and what was read ahead
     assert resource not in destination.tables()
+
+
+@pytest.mark.parametrize("page_processes", [0, 1], ids=["dicts", "tables"])
+@pytest.mark.parametrize("id_type", ["bigint", "text"])
+def test_integer_ids_sent_as_strings_load_whole_across_a_digit_boundary(
+    start_crm: Any,
+    destination: DuckDBDestination,
+    tmp_path: Path,
+    id_type: str,
+    page_processes: int,
+) -> None:
+    """Ids "100" to "1400" changed since T, in pages of 450: page 2 ends at "999", page 3
+    starts at "1000", which sorts before it as text, so compared as text every record of page
+    3 would look served before. As integers they ascend; declared text, they are not compared."""
+    server: DemoServer = start_crm({"contacts": 1400})
+    server.store.set_clock(datetime(2030, 1, 1, tzinfo=UTC))
+    for record_id in range(100, 1401):
+        server.store.update("contacts", [record_id], {"id": str(record_id)})
+    profile = profile_with(
+        tmp_path,
+        '[[resources]]\nname = "contacts"\n'
+        'endpoint = { paginator = { type = "page_number", page_param = "page[page]",'
+        ' limit_param = "page[limit]", limit = 450 } }\n'
+        f'columns = {{ id = {{ data_type = "{id_type}", nullable = false }} }}\n',
+    )
+    options = SyncOptions(
+        resources=("contacts",), since="2030-01-01T00:00:00Z", page_processes=page_processes
+    )
+
+    result = sync(server, destination, options, profile=profile)
+
+    live = sorted(str(i) for i in server.store.ids("contacts") if int(i) >= 100)
+    assert sorted(str(i) for i in destination.ids("contacts")) == live
+    (tally,) = result.ledger.tallies.values()
+    assert (tally.rows, tally.repeats, tally.complete) == (1301, 0, True)

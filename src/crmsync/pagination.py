@@ -14,6 +14,7 @@ import itertools
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -315,6 +316,11 @@ class RepeatingListError(ValueError):
     and would serve that page forever."""
 
 
+RECENT_PAGES = 4
+"""Pages whose keys a repeat must be among. A record is served again only when records enter
+the list behind the reader while it reads the next page: fewer than a page, nearly always."""
+
+
 class RepeatedRecordFilter:
     """A resource step that drops the records a page-number read has already passed.
 
@@ -326,13 +332,18 @@ class RepeatedRecordFilter:
         page 1: ids 100..599; then id 7 is updated and enters the list
         page 2: ids 590..1089  (590..599 again)
 
-    A record whose key is not above the highest key read so far is such a repeat; dropping it
-    leaves every id once in the load, so the destination's merge needs no dedup pass (the
-    `deduplicated` merge hint). The record that entered behind the reader is caught by the next
-    run's lookback. Within a page keys must ascend; a page that breaks that order fails the read
-    rather than have anything dropped on an assumption that does not hold. A page with exactly
-    the keys of the page before it fails the read too: a list that moves pushes records on, it
-    does not serve a whole page again, but a CRM that ignores the page param does, forever.
+    A record whose key is not above the highest key read so far, and which one of the last
+    `RECENT_PAGES` pages held, is such a repeat; dropping it leaves every id once in the load,
+    so the destination's merge needs no dedup pass (the `deduplicated` merge hint). The record
+    that entered behind the reader is caught by the next run's lookback. The filter never drops
+    a record it has not seen: keys are integers, compared as integers (`"99999"` < `"100002"`,
+    as a CRM that sends its integer ids as strings orders them); a resource whose ids are text
+    declares `id` as `text` and has no filter (`crmsync.source`), and a key of another kind fails
+    the read. Within a page keys must ascend, and a key not above the highest must be a repeat:
+    a page that breaks that order fails the read rather than have anything dropped, or loaded
+    twice, on an assumption that does not hold. A page with exactly the keys of the page
+    before it fails the read too: a list that moves pushes records on, it does not serve a whole
+    page again, but a CRM that ignores the page param does, forever.
     """
 
     def __init__(
@@ -342,24 +353,26 @@ class RepeatedRecordFilter:
         self.path = path
         self.key = key
         self.observer = observer
-        self.highest: Any = None
-        self._previous: list[Any] = []
+        self.highest: int | None = None
+        self._previous: list[int] = []
+        self._recent: deque[frozenset[int]] = deque(maxlen=RECENT_PAGES)
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
         table = page_table(page)
-        keys: list[Any]
+        values: list[Any]
         if table is None:
-            keys = [r.get(self.key) if isinstance(r, dict) else None for r in page]
+            values = [r.get(self.key) if isinstance(r, dict) else None for r in page]
         elif self.key in table.column_names:
             # to Python, not pyarrow.compute: each compute call gives up the interpreter lock,
             # and getting it back from the look-ahead threads costs more than these 500 keys
-            keys = table.column(self.key).to_pylist()
+            values = table.column(self.key).to_pylist()
         else:
             return page
-        if None in keys:
+        if None in values:
             return page  # a record without its key fails the load on its own
+        keys = [value if type(value) is int else self._integer(value) for value in values]
         for before, after in itertools.pairwise(keys):
             if not before < after:
                 raise self._order_error(before, after)
@@ -373,9 +386,12 @@ class RepeatedRecordFilter:
         repeats = 0
         if self.highest is not None:
             while repeats < len(keys) and keys[repeats] <= self.highest:
+                if not any(keys[repeats] in seen for seen in self._recent):
+                    raise self._order_error(self.highest, keys[repeats])
                 repeats += 1
         if repeats < len(keys):
             self.highest = keys[-1]
+        self._recent.append(frozenset(keys))
         if repeats:
             # in place: the page keeps its paginator and response
             if table is None:
@@ -385,6 +401,16 @@ class RepeatedRecordFilter:
             if self.observer is not None:
                 self.observer.repeats_dropped(repeats)
         return page
+
+    def _integer(self, value: Any) -> int:
+        """An integer id sent as a string (`"100002"`); any other kind cannot be ordered."""
+        if isinstance(value, str) and value.isascii() and value.isdigit():
+            return int(value)
+        raise KeyOrderError(
+            f"GET {self.path} answered 200 with {self.key} {value!r}, not an integer: declare"
+            f" {self.key} as text (columns = {{ {self.key} = {{ data_type = \"text\" }} }})"
+            f" for {self.resource} in your profile"
+        )
 
     def _order_error(self, before: Any, after: Any) -> KeyOrderError:
         return KeyOrderError(

@@ -238,7 +238,9 @@ def _repeat_filters(
     config: Profile, observers: Mapping[str, ResourceObserver]
 ) -> dict[str, RepeatedRecordFilter]:
     """Takes `ordered_by_primary_key` out of the config (it is crmsync's key, not rest_api's)
-    and returns a repeat filter for each resource that has it and one primary key column."""
+    and returns a repeat filter for each resource that has it and one integer primary key
+    column: text ids have no order a CRM agrees on (`"99999"` sorts after `"100002"`), so the
+    merge dedups those."""
     defaults = config.get("resource_defaults") or {}
     ordered_default = defaults.pop(ORDERED_KEY, False)
     filters = {}
@@ -247,7 +249,10 @@ def _repeat_filters(
             continue
         ordered = resource.pop(ORDERED_KEY, ordered_default)
         key = resource.get("primary_key", defaults.get("primary_key"))
-        if ordered and isinstance(key, str):
+        if not isinstance(key, str):
+            continue
+        kind = _columns(resource, defaults).get(key, {}).get("data_type")
+        if ordered and kind != "text":
             name = resource_name(resource)
             observer = observers.get(name)
             filters[name] = RepeatedRecordFilter(name, _path(resource), key, observer)
