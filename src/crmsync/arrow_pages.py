@@ -168,8 +168,12 @@ class TypedPages:
     goes as dicts from its first such page on, without another Arrow attempt per page.
     """
 
-    def __init__(self, columns: dict[str, dict[str, Any]], arrow: bool = True) -> None:
+    def __init__(
+        self, columns: dict[str, dict[str, Any]], arrow: bool = True, row_keys: bool = True
+    ) -> None:
         self.arrow = arrow
+        self.row_keys = row_keys
+        """Off for a history (`scd2`) resource: dlt's row hash of its content is the key then."""
         self.has_lists = False
         self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
         self.hinted = set(columns)
@@ -205,11 +209,13 @@ class TypedPages:
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
     def _as_dicts(self, page: list[Any]) -> list[Any]:
-        for record, key in zip(page, row_key_list(len(page)), strict=True):
+        keys = row_key_list(len(page)) if self.row_keys else [None] * len(page)
+        for record, key in zip(page, keys, strict=True):
             if type(record) is not dict:
                 continue
             self._drop_unhinted_nulls(record, "")
-            record.setdefault(C_DLT_ID, key)
+            if key is not None:
+                record.setdefault(C_DLT_ID, key)
             for name in self.timestamps:
                 value = record.get(name)
                 if type(value) is str:

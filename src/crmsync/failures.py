@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.exceptions import DltException
+from dlt.common.schema.exceptions import DataValidationError
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
@@ -52,6 +53,8 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
     resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
     prefix = f"{resource}: " if resource else ""
     for cause in chain:
+        if isinstance(cause, DataValidationError):
+            return Failure(EXIT_SOURCE, _contract_violation(cause))
         if isinstance(cause, IncompleteReadError):
             return Failure(
                 EXIT_SOURCE, f"{cause}; the read is incomplete, so nothing was loaded; rerun later"
@@ -98,6 +101,20 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
         )
     return Failure(
         EXIT_SOURCE, f"{prefix}{type(chain[-1]).__name__}: {_first_line(str(chain[-1]))}"
+    )
+
+
+def _contract_violation(error: DataValidationError) -> str:
+    """One line naming the table and the field; never the offending record (it may hold
+    personal data) that dlt's own message includes."""
+    what = {"tables": "table", "columns": "field", "data_type": "type of field"}.get(
+        str(error.schema_entity), str(error.schema_entity)
+    )
+    field = f" `{error.column_name}`" if error.column_name else f" `{error.table_name}`"
+    return (
+        f"{error.table_name}: the CRM sent a new {what}{field}, which the schema contract"
+        f" `{error.contract_mode}` refuses; nothing was loaded. Declare it in the resource's"
+        " columns, or relax schema_contract in your profile"
     )
 
 

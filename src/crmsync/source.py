@@ -27,6 +27,14 @@ from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
+from crmsync.governance import (
+    EXCLUDE_KEY,
+    HASH_KEY,
+    HASH_SECRET,
+    FieldPolicy,
+    field_policy,
+    history_disposition,
+)
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.page_decoding import ProcessDecoder
@@ -159,6 +167,7 @@ def _crm(
             read_start = _apply_sync_mode(resource, defaults, sync, state)
             if read_start is not None:
                 read_starts[read_start.resource] = read_start
+    policies, histories = _governance(config, defaults)
     observers = _observers(config, ledger, selected, read_starts)
     repeat_filters = _repeat_filters(config, observers)
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
@@ -166,15 +175,32 @@ def _crm(
         observer.replaces = sync.full_refresh or name in deleted_filters
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
-        _decode_in_workers(config, session.decoder, connection.base_url, hints, deleted_filters)
+        _decode_in_workers(
+            config,
+            session.decoder,
+            connection.base_url,
+            hints,
+            deleted_filters,
+            set(policies) | histories,
+        )
     _prepare_endpoints(config, observers, session.lookahead, set(repeat_filters))
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     for resource in resources:
         repeat_filter = repeat_filters.get(resource.name)
         if repeat_filter is not None:
             resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
-        typed = TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages)
-        steps = (repeat_filter, deleted_filters.get(resource.name), PageBatcher(typed))
+        history = resource.name in histories
+        typed = TypedPages(
+            hints.get(resource.name, {}),
+            arrow=sync.arrow_pages and not history,
+            row_keys=not history,
+        )
+        steps = (
+            policies.get(resource.name),
+            repeat_filter,
+            deleted_filters.get(resource.name),
+            PageBatcher(typed),
+        )
         for position, step in enumerate((s for s in steps if s), start=1):
             resource.add_step(step, insert_at=position)
     return resources
@@ -186,11 +212,12 @@ def _decode_in_workers(
     base_url: str,
     hints: dict[str, Any],
     deleted_filters: Mapping[str, DeletedRecordFilter],
+    read_as_dicts: Set[str],
 ) -> None:
     """Has the worker processes decode the pages of each resource whose records nothing reads
-    as dicts: a plain records key, no `processing_steps` or `include_from_parent`, and no
-    other resource that resolves its fields (`{resources.contacts.id}`, `"resource":
-    "contacts"`); the others' pages stay dicts."""
+    as dicts: a plain records key, no `processing_steps` or `include_from_parent`, no field
+    policy (`read_as_dicts`), and no other resource that resolves its fields
+    (`{resources.contacts.id}`, `"resource": "contacts"`); the others' pages stay dicts."""
     resources = [r for r in config["resources"] if isinstance(r, dict)]
     texts = [json.dumps(r, default=str) for r in resources]
     for resource, text in zip(resources, texts, strict=True):
@@ -203,12 +230,53 @@ def _decode_in_workers(
             or "{" in path
             or resource.get("processing_steps")
             or resource.get("include_from_parent")
+            or name in read_as_dicts
             or f"resources.{name}." in others
             or f'"{name}"' in others
         ):
             continue
         url = path if urlsplit(path).scheme in ("http", "https") else join_url(base_url, path)
         decoder.register(url, key, hints.get(name, {}), deleted_filters.get(name))
+
+
+def _governance(
+    config: Profile, defaults: dict[str, Any]
+) -> tuple[dict[str, FieldPolicy], set[str]]:
+    """Takes each resource's `exclude_columns`/`hash_columns` out of the config and returns its
+    field policy, and the resources that keep history; hashed fields are typed text, and an
+    `scd2` merge is scoped to the load (`crmsync.governance`). A history resource's pages stay
+    dicts without crmsync's row keys: dlt's `scd2` keys each version by a hash of its content,
+    which a random key would make new on every read."""
+    hash_key: str | None = None
+    policies = {}
+    histories = set()
+    for resource in config["resources"]:
+        if not isinstance(resource, dict):
+            continue
+        name = resource_name(resource)
+        if resource.get(HASH_KEY) and hash_key is None:
+            hash_key = dlt.secrets.get(HASH_SECRET)
+            if not hash_key:
+                raise MissingSettingError(
+                    f"{name}: hash_columns needs a key: set SOURCES__CRM__HASH_KEY (or hash_key"
+                    " under [sources.crm] in .dlt/secrets.toml)"
+                )
+        policy = field_policy(resource, hash_key)
+        resource.pop(EXCLUDE_KEY, None)
+        resource.pop(HASH_KEY, None)
+        if policy is not None:
+            policies[name] = policy
+            resource["columns"] = policy.column_hints(resource.get("columns") or {})
+        columns = _columns(resource, defaults)
+        deletes = next((c for c, h in columns.items() if h.get("hard_delete")), None)
+        key = resource.get("primary_key", defaults.get("primary_key"))
+        disposition = resource.get("write_disposition", defaults.get("write_disposition"))
+        if isinstance(key, str):
+            history = history_disposition(disposition, deletes, key)
+            if history is not disposition:
+                histories.add(name)
+            resource["write_disposition"] = history
+    return policies, histories
 
 
 def _observers(

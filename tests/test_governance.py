@@ -1,0 +1,171 @@
+"""What lands, under control: excluded and hashed fields, schema contracts, true history."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crmsync.demo_server import DemoServer
+from crmsync.failures import EXIT_CONFIG, EXIT_SOURCE, describe
+from crmsync.profile import Profile
+from crmsync.source import SyncOptions
+from crmsync.sync import SyncFailed
+from tests.conftest import profile_with, sync
+from tests.support.destinations import Destination, DuckDBDestination, PostgresDestination
+
+HASH_KEY = "pepper-for-tests"
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def sql_destination(request: pytest.FixtureRequest, workdir: Path) -> Destination:
+    if request.param == "postgres":
+        return PostgresDestination(workdir, request.getfixturevalue("postgres_server"))
+    return DuckDBDestination(workdir)
+
+
+def digest(value: str) -> str:
+    return hmac.new(HASH_KEY.encode(), value.encode(), hashlib.sha256).hexdigest()
+
+
+POLICY = """
+[[resources]]
+name = "contacts"
+exclude_columns = ["phone", "custom_fields.*"]
+hash_columns = ["email"]
+
+[[resources]]
+name = "accounts"
+exclude_columns = ["address.street", "custom_fields.tier*"]
+hash_columns = ["domain"]
+"""
+
+
+def test_excluded_fields_never_land_and_hashed_ones_land_as_their_hmac(
+    crm: DemoServer,
+    sql_destination: Destination,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__CRM__HASH_KEY", HASH_KEY)
+    profile = profile_with(tmp_path, POLICY)
+    options = SyncOptions(resources=("accounts", "contacts"))
+    settings = sql_destination.settings()
+
+    sync(crm, sql_destination, options, profile=profile)  # type: ignore[arg-type]
+
+    contacts = sql_destination.column_types("contacts")
+    assert "phone" not in contacts
+    assert not [c for c in contacts if c.startswith("custom_fields")]
+    assert contacts["email"] == "VARCHAR"
+    accounts = sql_destination.column_types("accounts")
+    assert "address__street" not in accounts and "address__city" in accounts
+    assert not [c for c in accounts if c.startswith("custom_fields__tier")]
+    emails = dict(sql_destination.query("select id, email from {contacts}"))
+    live = {r["id"]: r.get("email") for r in crm.store.records("contacts", False)}
+    assert emails == {i: None if e is None else digest(e) for i, e in live.items()}
+    assert None in emails.values() or all(live.values())
+    phones = [r["phone"] for r in crm.store.records("contacts") if r.get("phone")]
+    kept = Path(settings.pipelines_dir or "")
+    written = b"".join(p.read_bytes() for p in kept.rglob("*") if p.is_file())
+    assert phones and not [p for p in phones if p.encode() in written]
+
+
+def test_hashing_without_a_key_is_a_configuration_error(
+    crm: DemoServer, tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SOURCES__CRM__HASH_KEY", raising=False)
+    profile = profile_with(tmp_path, POLICY)
+
+    with pytest.raises(Exception) as raised:
+        sync(crm, DuckDBDestination(workdir), profile=profile)
+
+    failure = describe(raised.value)
+    assert (failure.exit_code, failure.message) == (
+        EXIT_CONFIG,
+        "accounts: hash_columns needs a key: set SOURCES__CRM__HASH_KEY (or hash_key under"
+        " [sources.crm] in .dlt/secrets.toml)",
+    )
+
+
+@pytest.mark.parametrize("contract", ['"freeze"', '{ columns = "freeze" }'])
+def test_under_freeze_a_new_field_stops_the_run_before_anything_loads(
+    crm: DemoServer, workdir: Path, tmp_path: Path, contract: str
+) -> None:
+    destination = DuckDBDestination(workdir)
+    profile = profile_with(
+        tmp_path, f'[[resources]]\nname = "contacts"\nschema_contract = {contract}\n'
+    )
+    options = SyncOptions(resources=("contacts",))
+    sync(crm, destination, options)  # dlt's `freeze` of tables refuses a table's first load
+    crm.store.update("contacts", [3], {"loyalty_level": "gold", "title": "changed"})
+
+    with pytest.raises(SyncFailed) as raised:
+        sync(crm, destination, options, profile=profile)
+
+    failure = describe(raised.value.__cause__ or raised.value)
+    assert (failure.exit_code, failure.message) == (
+        EXIT_SOURCE,
+        "contacts: the CRM sent a new field `loyalty_level`, which the schema contract `freeze`"
+        " refuses; nothing was loaded. Declare it in the resource's columns, or relax"
+        " schema_contract in your profile",
+    )
+    assert "loyalty_level" not in destination.column_types("contacts")
+    assert destination.query("select title from {contacts} where id = 3") != [("changed",)]
+
+
+HISTORY = """
+[[resources]]
+name = "accounts"
+write_disposition = { disposition = "merge", strategy = "scd2" }
+"""
+
+
+def versions(destination: Destination) -> tuple[int, int]:
+    """(all versions, open versions) of accounts."""
+    ((total, open_),) = destination.query(
+        "select count(*), count(*) filter (where _dlt_valid_to is null) from {accounts}"
+    )
+    return total, open_
+
+
+def history_sync(server: DemoServer, destination: Destination, profile: Profile) -> Any:
+    return sync(server, destination, SyncOptions(resources=("accounts",)), profile=profile)  # type: ignore[arg-type]
+
+
+def test_history_keeps_records_absent_from_an_incremental_read_open(
+    start_crm: Any, sql_destination: Destination, tmp_path: Path
+) -> None:
+    server: DemoServer = start_crm({"accounts": 600})
+    profile = profile_with(tmp_path, HISTORY)
+    history_sync(server, sql_destination, profile)
+    live_before = len(server.store.ids("accounts"))
+    assert versions(sql_destination) == (live_before, live_before)
+    changed = server.mutate("accounts", create=10, update=25, delete=5)
+
+    history_sync(server, sql_destination, profile)
+    history_sync(server, sql_destination, profile)  # the same window again: no new version
+
+    live = server.store.ids("accounts")
+    assert len(live) == live_before + 10 - 5
+    assert versions(sql_destination) == (live_before + 10 + 25, len(live))
+    open_ids = {
+        row[0]
+        for row in sql_destination.query("select id from {accounts} where _dlt_valid_to is null")
+    }
+    assert open_ids == live
+    closed = {
+        row[0]
+        for row in sql_destination.query(
+            "select id from {accounts} where _dlt_valid_to is not null"
+        )
+    }
+    assert closed == set(changed.updated) | set(changed.deleted)
+    ((tags,),) = sql_destination.query(
+        "select count(*) from {accounts__tags} t join {accounts} a"
+        " on t._dlt_parent_id = a._dlt_id where a._dlt_valid_to is null"
+    )
+    assert tags == sum(len(r["tags"]) for r in server.store.records("accounts", False))
