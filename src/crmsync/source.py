@@ -30,6 +30,7 @@ from crmsync.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.page_decoding import ProcessDecoder
+from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
 from crmsync.profile import (
     CRM_PROFILE,
@@ -40,6 +41,7 @@ from crmsync.profile import (
     resource_name,
     resource_names,
 )
+from crmsync.redaction import without_login
 
 SECTION = "sources.crm"
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
@@ -147,7 +149,7 @@ def _crm(
     config = copy.deepcopy(profile)
     config["client"] = {
         **config.get("client", {}),
-        "base_url": connection.base_url,
+        "base_url": without_login(connection.base_url),  # dlt writes it to its trace
         "auth": {"type": "basic", "username": connection.username, "password": connection.password},
         "session": session,
     }
@@ -156,6 +158,8 @@ def _crm(
         if isinstance(resource, dict):
             resource.pop(LIST_FIELDS_KEY, None)  # for the destination (`adapt_source`) alone
             _apply_sync_mode(resource, defaults, sync, state)
+    for url, key in envelope_keys(config, connection.base_url):
+        session.expect_records(url, key)  # a page of another shape is broken: retried, then fails
     observers = _observers(config, ledger, selected)
     repeat_filters = _repeat_filters(config, observers)
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
