@@ -21,8 +21,10 @@ URL_PASSWORD = "url-Pa55word-never-printed"
 
 def serve_every_resource(exchange: Exchange) -> None:
     """`/contacts` has three records, every other resource none."""
-    name = urlsplit(exchange.path).path.strip("/")
-    exchange.send(200, contacts_page() if name == "contacts" else f'{{"{name}": []}}'.encode())
+    parts = urlsplit(exchange.path)
+    name = parts.path.strip("/")
+    page = contacts_page(parts.query) if name == "contacts" else f'{{"{name}": []}}'.encode()
+    exchange.send(200, page)
 
 
 def fail_every_request(exchange: Exchange) -> None:

@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from crmsync.failures import EXIT_OK, EXIT_SOURCE
 from tests.hostile.conftest import last_line, loaded_ids, run_contacts
 from tests.support.hostile import Answer, Exchange, HostileServer, serve_contacts
@@ -25,20 +27,38 @@ def redirect_to(target: Callable[[], str]) -> Answer:
     return answer
 
 
-def test_a_redirect_to_another_origin_is_followed_without_the_credentials(
-    hostile: Callable[[Answer], HostileServer], workdir: Path
-) -> None:
-    data = hostile(serve_contacts)
-    moved = hostile(redirect_to(lambda: data.base_url))
+SMALL_PAGES = """
+[[resources]]
+name = "contacts"
+[resources.endpoint.paginator]
+type = "page_number"
+page_param = "page[page]"
+limit_param = "page[limit]"
+limit = 2
+"""
+"""Two records a page: 40 records are 20 pages, more than the budget's slots, read ahead
+concurrently."""
 
-    done = run_contacts(workdir, moved.base_url, max_in_flight="1")
+
+@pytest.mark.parametrize(
+    ("records", "max_in_flight"), [(3, 1), (40, 8)], ids=["2-pages-1-slot", "20-pages-8-slots"]
+)
+def test_a_redirect_to_another_origin_is_followed_without_the_credentials(
+    hostile: Callable[[Answer], HostileServer], workdir: Path, records: int, max_in_flight: int
+) -> None:
+    data = hostile(serve_contacts(records))
+    moved = hostile(redirect_to(lambda: data.base_url))
+    (workdir / "crmsync.toml").write_text(SMALL_PAGES)
+
+    done = run_contacts(
+        workdir, moved.base_url, "--config", "crmsync.toml", max_in_flight=str(max_in_flight)
+    )
 
     assert done.returncode == EXIT_OK, done.stderr
-    assert loaded_ids(workdir) == [1, 2, 3]
-    assert len(moved.seen) == len(data.seen) == 1
-    assert "Authorization" in moved.seen[0].headers
-    assert "Authorization" not in data.seen[0].headers
-    assert data.seen[0].path == moved.seen[0].path
+    assert loaded_ids(workdir) == list(range(1, records + 1))
+    assert sorted(s.path for s in data.seen) == sorted(s.path for s in moved.seen)
+    assert all("Authorization" in s.headers for s in moved.seen)
+    assert not any("Authorization" in s.headers for s in data.seen)
 
 
 def test_a_redirect_loop_fails_the_run_after_max_redirects_hops(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
@@ -91,23 +92,28 @@ class HostileServer:
         self._server.server_close()
 
 
-CONTACT_RECORDS = [
-    {
+def contact(n: int) -> dict[str, Any]:
+    return {
         "id": n,
         "first_name": f"Contact {n}",
         "custom_fields": {},
         "created_at": "2026-03-01T12:00:00Z",
-        "updated_at": f"2026-03-01T12:00:0{n}Z",
+        "updated_at": f"2026-03-01T12:{n // 60:02}:{n % 60:02}Z",
     }
-    for n in (1, 2, 3)
-]
 
 
-def contacts_page() -> bytes:
-    """The whole of `/contacts` as one page of the contract's shape."""
-    meta = {"page": 1, "limit": 500, "total": len(CONTACT_RECORDS)}
-    return orjson.dumps({"contacts": CONTACT_RECORDS, "meta": meta})
+def contacts_page(query: str = "", total: int = 3) -> bytes:
+    """The page of `/contacts` (records 1 to `total`) that `query` asks for, in the contract's
+    shape: `page[page]` from 1, `page[limit]` records each (500 when absent)."""
+    params = {k: v[0] for k, v in parse_qs(query).items()}
+    page, limit = int(params.get("page[page]", 1)), int(params.get("page[limit]", 500))
+    ids = range((page - 1) * limit + 1, min(page * limit, total) + 1)
+    meta = {"page": page, "limit": limit, "total": total}
+    return orjson.dumps({"contacts": [contact(n) for n in ids], "meta": meta})
 
 
-def serve_contacts(exchange: Exchange) -> None:
-    exchange.send(200, contacts_page())
+def serve_contacts(total: int = 3) -> Answer:
+    def answer(exchange: Exchange) -> None:
+        exchange.send(200, contacts_page(urlsplit(exchange.path).query, total))
+
+    return answer
