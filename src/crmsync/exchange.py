@@ -44,8 +44,6 @@ class TooManyRedirectsError(requests.TooManyRedirects):
         super().__init__(
             f"redirected more than {hops} times (last to {redact_url(location)})", **kwargs
         )
-        self.hops = hops
-        self.location = location
 
 
 def exchange(
