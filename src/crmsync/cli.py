@@ -17,8 +17,10 @@ from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceTally, RunLedger
+from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
 from crmsync.profile import Profile, endpoint_of, load_profile, resource_name
+from crmsync.redaction import redact_url
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import (
     DEFAULT_DATASET,
@@ -172,7 +174,10 @@ def _run_and_report(
     policy: HttpPolicy,
 ) -> None:
     ledger = RunLedger(strict=sync.strict)
-    click.echo(f"crmsync: syncing {connection.base_url} into {settings.destination}", err=True)
+    click.echo(
+        f"crmsync: syncing {redact_url(connection.base_url)} into {settings.destination}",
+        err=True,
+    )
     with _progress(ledger):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
     _print_summary(result, settings)
@@ -255,6 +260,8 @@ def check(
     worst = 0
     with CrmSession(policy) as session:
         session.auth = (connection.username, connection.password)
+        for url, key in envelope_keys(profile, connection.base_url):
+            session.expect_records(url, key)
         for resource in profile["resources"]:
             if isinstance(resource, str):
                 continue

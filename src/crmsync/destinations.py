@@ -42,6 +42,7 @@ from dlt.common.schema.utils import get_first_column_name_with_prop, get_table_f
 from dlt.extract import DltSource
 
 from crmsync.profile import Profile, resource_names
+from crmsync.redaction import redact_url
 
 if TYPE_CHECKING:
     from crmsync.source import CrmConnection, SyncOptions
@@ -286,7 +287,7 @@ def dry_run(
         mode += ", deleted records kept"
     return [
         "Dry run: the settings are complete; nothing was requested from the CRM or loaded.",
-        f"  {'CRM':<13}{connection.base_url} (user {connection.username})",
+        f"  {'CRM':<13}{redact_url(connection.base_url)} (user {connection.username})",
         f"  {'resources':<13}{', '.join(sync.resources or known)}",
         f"  {'sync':<13}{mode}",
         f"  {'destination':<13}{factory.destination_name}: {target}",

@@ -23,8 +23,11 @@ from dlt.common.schema.exceptions import DataValidationError
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from crmsync.exchange import TooManyRedirectsError
 from crmsync.http_policy import InsecureTransportError, MalformedBodyError
 from crmsync.ledger import IncompleteReadError
+from crmsync.page_shape import NotAPageError
+from crmsync.redaction import redact_url, redact_urls_in
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -48,7 +51,12 @@ class Failure:
 
 
 def describe(error: BaseException, attempts: int | None = None) -> Failure:
-    """The user's view of `error`; never includes credentials (none are in URLs or here)."""
+    """The user's view of `error`; every URL in it redacted (`crmsync.redaction`)."""
+    failure = _describe(error, attempts)
+    return Failure(failure.exit_code, redact_urls_in(failure.message))
+
+
+def _describe(error: BaseException, attempts: int | None) -> Failure:
     chain = list(causes(error))
     resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
     prefix = f"{resource}: " if resource else ""
@@ -58,6 +66,18 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
         if isinstance(cause, IncompleteReadError):
             return Failure(
                 EXIT_SOURCE, f"{cause}; the read is incomplete, so nothing was loaded; rerun later"
+            )
+        if isinstance(cause, NotAPageError):
+            return Failure(
+                EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} answered 200 with a body that is not a page of"
+                f" records ({cause.reason}){_after(attempts)}; the CRM is failing, try again later",
+            )
+        if isinstance(cause, TooManyRedirectsError):
+            return Failure(
+                EXIT_SOURCE,
+                f"{prefix}{_request_line(cause)} was {cause}; check the base URL, or the"
+                " proxy or load balancer in front of the CRM",
             )
         if isinstance(cause, MalformedBodyError):
             return Failure(
@@ -80,7 +100,8 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
             return Failure(
                 EXIT_SOURCE,
                 f"{prefix}{_request_line(cause)} timed out{_after(attempts)}; the CRM is slow"
-                " or unreachable (timeouts: [sources.crm.http] read_timeout, connect_timeout)",
+                " or unreachable (timeouts: [sources.crm.http] request_deadline, read_timeout,"
+                " connect_timeout)",
             )
         if isinstance(cause, requests.ConnectionError):
             return Failure(
@@ -137,7 +158,7 @@ def _request_line(error: requests.RequestException) -> str:
         request = error.response.request
     if request is None or not request.url:
         return "request"
-    parts = urlsplit(request.url)
+    parts = urlsplit(redact_url(request.url))
     target = parts.path + (f"?{unquote(parts.query)}" if parts.query else "")
     return f"{request.method or 'GET'} {target}"
 

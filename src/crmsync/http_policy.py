@@ -4,7 +4,9 @@ The retry policy is the seed's — 429/500/502/503/504, connection errors, timeo
 whose body is not JSON are retried up to 3 times with exponential backoff (factor 2),
 `Retry-After` honoured up to a cap — built from dlt's own retry pieces (`retry_if_status`,
 `wait_exponential_retry_after`) on a session that rest_api uses for every resource, including
-the ones a user adds. The same session enforces one budget for the whole run, because a CRM's
+the ones a user adds. A `200` that is JSON but not a page of records (`crmsync.page_shape`) is
+retried the same way. Each attempt is bounded by a deadline and follows its redirects itself
+(`crmsync.exchange`). The same session enforces one budget for the whole run, because a CRM's
 rate limit is per account, not per resource.
 """
 
@@ -31,9 +33,12 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from crmsync.exchange import exchange
 from crmsync.ledger import RunLedger
 from crmsync.page_decoding import DictDecoder, MalformedBody
+from crmsync.page_shape import NotAPageError, PageShapes
 from crmsync.pagination import PageLookahead
+from crmsync.redaction import redact_url
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -56,6 +61,13 @@ class HttpPolicy(BaseConfiguration):
     """Defaults to 429, 500, 502, 503, 504."""
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
+    """Longest wait for any one read of the socket."""
+    request_deadline: float = 120.0
+    """Longest one attempt may take, from connecting to the body's last byte (redirects
+    included): a body trickled a byte at a time never trips `read_timeout`."""
+    max_redirects: int = 5
+    """Redirects one request follows; past them the run fails (a loop, or a base URL that
+    moved)."""
     max_in_flight: int = 8
     """Requests open at once across all resources."""
     max_requests_per_second: float = 0.0
@@ -81,7 +93,7 @@ class InsecureTransportError(ValueError):
 def check_transport(base_url: str, allow_insecure_http: bool) -> None:
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"base URL {base_url!r} is not an http(s) URL")
+        raise ValueError(f"base URL {redact_url(base_url)!r} is not an http(s) URL")
     if parts.scheme == "http" and not allow_insecure_http and not _is_loopback(parts.hostname):
         raise InsecureTransportError(
             f"refusing to send credentials over plain http to {parts.hostname}; "
@@ -178,6 +190,7 @@ class CrmSession(requests.Session):
         self.decoder = decoder or DictDecoder()
         self.ledger = ledger or RunLedger()
         self.budget = RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
+        self.pages = PageShapes()
         self.timeout = (policy.connect_timeout, policy.read_timeout)
         self.lookahead = PageLookahead(self, policy.max_in_flight)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
@@ -197,6 +210,7 @@ class CrmSession(requests.Session):
                         requests.Timeout,
                         requests.exceptions.ChunkedEncodingError,
                         MalformedBodyError,
+                        NotAPageError,
                     )
                 ),
             ),
@@ -210,6 +224,10 @@ class CrmSession(requests.Session):
     def __deepcopy__(self, memo: dict[int, Any]) -> CrmSession:
         """rest_api deep-copies its config to validate it; the session is shared, not config."""
         return self
+
+    def expect_records(self, url: str, key: str) -> None:
+        """Pages of `url` must hold a list of records under `key` (`crmsync.page_shape`)."""
+        self.pages.expect_records(url, key)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         prefetched = self.lookahead.take(str(request.url))
@@ -257,7 +275,13 @@ class CrmSession(requests.Session):
         self.budget.acquire()
         response: requests.Response | None = None
         try:
-            response = super().send(request, **kwargs)
+            response = exchange(
+                self,
+                request,
+                deadline=self.policy.request_deadline,
+                max_redirects=self.policy.max_redirects,
+                **kwargs,
+            )
         except requests.HTTPError as error:
             response = error.response
             raise
@@ -265,6 +289,7 @@ class CrmSession(requests.Session):
             self.budget.release(_throttled_for(response, self._wait))
         if response.status_code == 200:
             _decode_json_body(response, self.decoder, path)
+            self.pages.check(path, response.json(), response)
         return response
 
     def _count_retry(self, state: RetryCallState) -> None:

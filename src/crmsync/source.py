@@ -38,6 +38,7 @@ from crmsync.governance import (
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.page_decoding import ProcessDecoder
+from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
 from crmsync.profile import (
     CRM_PROFILE,
@@ -48,6 +49,7 @@ from crmsync.profile import (
     resource_name,
     resource_names,
 )
+from crmsync.redaction import without_login
 
 SECTION = "sources.crm"
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
@@ -155,7 +157,7 @@ def _crm(
     config = copy.deepcopy(profile)
     config["client"] = {
         **config.get("client", {}),
-        "base_url": connection.base_url,
+        "base_url": without_login(connection.base_url),  # dlt writes it to its trace
         "auth": {"type": "basic", "username": connection.username, "password": connection.password},
         "session": session,
     }
@@ -167,6 +169,8 @@ def _crm(
             read_start = _apply_sync_mode(resource, defaults, sync, state)
             if read_start is not None:
                 read_starts[read_start.resource] = read_start
+    for url, key in envelope_keys(config, connection.base_url):
+        session.expect_records(url, key)  # a page of another shape is broken: retried, then fails
     policies, histories = _governance(config, defaults)
     observers = _observers(config, ledger, selected, read_starts)
     repeat_filters = _repeat_filters(config, observers)
