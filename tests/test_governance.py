@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pytest
 
 from crmsync.demo_server import DemoServer
@@ -169,3 +171,35 @@ def test_history_keeps_records_absent_from_an_incremental_read_open(
         " on t._dlt_parent_id = a._dlt_id where a._dlt_valid_to is null"
     )
     assert tags == sum(len(r["tags"]) for r in server.store.records("accounts", False))
+
+
+def stored_state(destination: DuckDBDestination, resource: str) -> dict[str, Any]:
+    pipeline = dlt.attach("crmsync", pipelines_dir=destination.settings().pipelines_dir)
+    state: dict[str, Any] = pipeline.state["sources"]["crm"]["resources"][resource]
+    return state
+
+
+def test_a_backfill_re_reads_its_window_and_leaves_the_cursor_as_it_was(
+    crm: DemoServer, workdir: Path
+) -> None:
+    destination = DuckDBDestination(workdir)
+    options = SyncOptions(resources=("contacts",))
+    sync(crm, destination, options)
+    sync(crm, destination, options)
+    cursor = stored_state(destination, "contacts")
+    crm.store.set_clock(datetime(2030, 1, 1, 10, tzinfo=UTC))
+    crm.store.update("contacts", [1, 2], {"title": "in the window"})
+    crm.store.set_clock(datetime(2030, 1, 2, 10, tzinfo=UTC))
+    crm.store.update("contacts", [3], {"title": "after the window"})
+    crm.clear_requests()
+
+    window = SyncOptions(
+        resources=("contacts",), since="2030-01-01T00:00:00Z", until="2030-01-02T00:00:00Z"
+    )
+    sync(crm, destination, window)
+
+    assert {r.params.get("updated_since") for r in crm.requests} == {"2030-01-01T00:00:00Z"}
+    titles = dict(destination.query("select id, title from {contacts} where id in (1, 2, 3)"))
+    assert titles[1] == titles[2] == "in the window"
+    assert titles[3] != "after the window"
+    assert stored_state(destination, "contacts") == cursor

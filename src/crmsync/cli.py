@@ -90,7 +90,14 @@ def _sync_options(func: F) -> F:
         ),
         click.option("--full-refresh", is_flag=True, help="Re-read everything; mirror exactly."),
         click.option("--keep-deleted", is_flag=True, help="Keep soft-deleted rows, flagged."),
-        click.option("--since", help="First sync starts at this RFC 3339 timestamp."),
+        click.option(
+            "--since",
+            help="First sync starts at this RFC 3339 timestamp (with --until: a backfill).",
+        ),
+        click.option(
+            "--until",
+            help="With --since: re-read that window and merge it; the cursor stays as it was.",
+        ),
         click.option(
             "--lookback",
             type=float,
@@ -139,6 +146,7 @@ def run(
     full_refresh: bool,
     keep_deleted: bool,
     since: str | None,
+    until: str | None,
     lookback: float,
     strict: bool,
     page_processes: int,
@@ -153,6 +161,7 @@ def run(
             full_refresh=full_refresh,
             keep_deleted=keep_deleted,
             since=since,
+            until=until,
             lookback_seconds=lookback,
             strict=strict,
             page_processes=page_processes,

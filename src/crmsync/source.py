@@ -106,6 +106,8 @@ class SyncOptions:
     full_refresh: bool = False
     keep_deleted: bool = False
     since: str | None = None
+    until: str | None = None
+    """With `since`: a backfill of that window, merged, the stored cursor left as it was."""
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
     strict: bool = False
     arrow_pages: bool = True
@@ -130,6 +132,8 @@ def crm_source(
     profile = profile or CRM_PROFILE
     known = resource_names(profile)
     selected = list(sync.resources or known)
+    if sync.until and not sync.since:
+        raise ValueError("--until needs --since: a backfill re-reads the window between them")
     unknown = sorted(set(selected) - set(known))
     if unknown:
         raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
@@ -380,12 +384,20 @@ def _apply_sync_mode(
     read_start = None
     if incremental:
         incremental = dict(incremental)
+        cursor = str(incremental.get("cursor_path"))
+        hint = _columns(resource, defaults).get(cursor, {})
         if sync.since:
-            cursor = str(incremental.get("cursor_path"))
-            hint = _columns(resource, defaults).get(cursor, {})
             incremental["initial_value"] = _cursor_value(sync.since, hint)
-        incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
-        read_start = incremental["convert"] = _ReadStart(name, incremental.get("convert"))
+        if sync.until:
+            # a backfill: dlt's incremental keeps the rows in [since, until) and, with an end
+            # value, neither reads nor writes the stored cursor
+            incremental["end_value"] = _cursor_value(sync.until, hint)
+            incremental["lag"] = 0
+        else:
+            incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
+        read_start = incremental["convert"] = _ReadStart(
+            name, incremental.get("convert"), notes=not sync.until
+        )
         # dlt would drop a record re-read at the boundary second when its id was seen there
         # before, i.e. a second update within that second; merge on `id` dedups instead
         incremental["primary_key"] = []
@@ -445,9 +457,11 @@ class _ReadStart:
     STATE_KEY = "crmsync_read_started_at"
     BEGINNING = "1970-01-01T00:00:00+00:00"
 
-    def __init__(self, resource: str, convert: Any = None) -> None:
+    def __init__(self, resource: str, convert: Any = None, notes: bool = True) -> None:
         self.resource = resource
         self.convert = convert
+        self.notes = notes
+        """False for a backfill (`--until`), which leaves the resource's state as it was."""
         self.window_start: Any = None
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _ReadStart:
@@ -459,11 +473,14 @@ class _ReadStart:
         began (the beginning, for a read without a start)."""
         start = self.window_start
         began = _parse_time(start).isoformat() if start is not None else self.BEGINNING
-        dlt.current.resource_state(self.resource)[self.STATE_KEY] = began
+        if self.notes:
+            dlt.current.resource_state(self.resource)[self.STATE_KEY] = began
 
     def __call__(self, value: Any) -> Any:
         self.window_start = value
-        dlt.current.resource_state(self.resource)[self.STATE_KEY] = datetime.now(UTC).isoformat()
+        if self.notes:
+            state = dlt.current.resource_state(self.resource)
+            state[self.STATE_KEY] = datetime.now(UTC).isoformat()
         if self.convert:
             return self.convert(value)
         if isinstance(value, datetime):
