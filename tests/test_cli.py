@@ -18,7 +18,11 @@ SECRET = "s3cr3t-Pa55word-never-printed"
 
 
 def run_crmsync(
-    workdir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    input: str = "",
 ) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     base["DLT_DATA_DIR"] = str(workdir / "dlt-data")
@@ -30,6 +34,7 @@ def run_crmsync(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
 
 

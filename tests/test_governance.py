@@ -12,12 +12,13 @@ import dlt
 import pytest
 
 from crmsync.demo_server import DemoServer
-from crmsync.failures import EXIT_CONFIG, EXIT_SOURCE, describe
+from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE, describe
 from crmsync.profile import Profile
 from crmsync.source import SyncOptions
 from crmsync.sync import SyncFailed
 from tests.conftest import profile_with, sync
 from tests.support.destinations import Destination, DuckDBDestination, PostgresDestination
+from tests.test_cli import crm_env, run_crmsync
 
 HASH_KEY = "pepper-for-tests"
 
@@ -203,3 +204,23 @@ def test_a_backfill_re_reads_its_window_and_leaves_the_cursor_as_it_was(
     assert titles[1] == titles[2] == "in the window"
     assert titles[3] != "after the window"
     assert stored_state(destination, "contacts") == cursor
+
+
+def test_reset_drops_one_resource_so_that_its_next_sync_is_a_full_one(
+    crm: DemoServer, workdir: Path
+) -> None:
+    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
+    destination = DuckDBDestination(workdir)
+
+    asked = run_crmsync(workdir, "reset", "--resources", "contacts", input="n\n")
+    done = run_crmsync(workdir, "reset", "--resources", "contacts", "--yes")
+
+    assert asked.returncode == 1 and "Drop contacts from duckdb, dataset crm?" in asked.stderr
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout == "dropped contacts; the next sync of contacts is a full one\n"
+    assert "contacts" not in destination.tables() and "accounts" in destination.tables()
+    crm.clear_requests()
+    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
+    assert {r.params.get("updated_since") for r in crm.requests_for("contacts")} == {None}
+    assert None not in {r.params.get("updated_since") for r in crm.requests_for("accounts")}
+    assert destination.current_ids("contacts") == sorted(crm.store.ids("contacts"))

@@ -19,7 +19,7 @@ from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_po
 from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
-from crmsync.profile import Profile, endpoint_of, load_profile, resource_name
+from crmsync.profile import Profile, endpoint_of, load_profile, resource_name, resource_names
 from crmsync.redaction import redact_url
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import (
@@ -28,6 +28,7 @@ from crmsync.sync import (
     RunSettings,
     SyncFailed,
     SyncResult,
+    reset_resources,
     run_sync,
 )
 
@@ -296,6 +297,51 @@ def _first_page(base_url: str, endpoint: dict[str, Any]) -> requests.Request:
         if paginator.limit_param:
             request.params[paginator.limit_param] = 1
     return request
+
+
+@main.command()
+@click.option("--resources", required=True, help="Comma-separated, e.g. contacts,events.")
+@click.option("--destination", default="duckdb", show_default=True)
+@click.option("--dataset-name", default=DEFAULT_DATASET, show_default=True)
+@click.option("--pipeline-name", default=DEFAULT_PIPELINE, show_default=True)
+@click.option("--working-dir", type=click.Path(file_okay=False), help="dlt's working folder.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The profile's overlay, to know its resources.",
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def reset(
+    resources: str,
+    destination: str,
+    dataset_name: str,
+    pipeline_name: str,
+    working_dir: str | None,
+    config_path: Path | None,
+    yes: bool,
+    debug: bool,
+) -> None:
+    """Drop resources' tables and cursors: their next sync reads everything again."""
+    with _expected_failures(debug):
+        names = _split(resources) or ()
+        known = resource_names(load_profile(config_path))
+        unknown = sorted(set(names) - set(known))
+        if unknown:
+            raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
+        settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
+
+        def confirm(tables: list[str]) -> bool:
+            if not tables:
+                click.echo(f"nothing to drop for {', '.join(names)}")
+                return True
+            question = f"Drop {', '.join(tables)} from {destination}, dataset {dataset_name}?"
+            return yes or click.confirm(question, err=True, abort=True)
+
+        dropped = reset_resources(settings, names, confirm)
+        if dropped:
+            click.echo(f"dropped {', '.join(dropped)}; the next sync of {resources} is a full one")
 
 
 @main.command()

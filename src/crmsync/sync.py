@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +14,7 @@ from dlt.common.pipeline import LoadInfo
 from dlt.extract import DltSource
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.pipeline.helpers import pipeline_drop
 
 from crmsync.config_defaults import defaults
 from crmsync.destinations import adapt_source, load_defaults, settle, table_row_counts
@@ -155,6 +156,35 @@ def _run(
     settle(pipeline)
     table_rows = table_row_counts(pipeline)
     return SyncResult(ledger, staged_rows, table_rows, info)
+
+
+class NothingToReset(ValueError):
+    """No sync has loaded into this destination and dataset yet."""
+
+
+def reset_resources(
+    settings: RunSettings, resources: Sequence[str], confirm: Callable[[list[str]], bool]
+) -> list[str]:
+    """Drops the tables and the cursors of `resources`, so that their next sync is a full one.
+
+    dlt's own drop (what `dlt pipeline drop` runs) does it as a load of its own: the tables
+    go and the resources' state is reset in the destination together. `confirm` is shown the
+    tables first; returns the tables dropped (none if not confirmed).
+    """
+    with working_folder(settings) as pipelines_dir:
+        pipeline = make_pipeline(settings, pipelines_dir)
+        pipeline.sync_destination()
+        if not pipeline.default_schema_name:
+            raise NothingToReset(
+                f"nothing to reset: no sync has loaded into {settings.destination}, dataset"
+                f" {settings.dataset_name} yet"
+            )
+        drop = pipeline_drop(pipeline, resources=list(resources))
+        tables = sorted(drop.info["tables"])
+        if not confirm(tables):
+            return []
+        drop()
+        return tables
 
 
 def _extract(
