@@ -224,3 +224,46 @@ def test_reset_drops_one_resource_so_that_its_next_sync_is_a_full_one(
     assert {r.params.get("updated_since") for r in crm.requests_for("contacts")} == {None}
     assert None not in {r.params.get("updated_since") for r in crm.requests_for("accounts")}
     assert destination.current_ids("contacts") == sorted(crm.store.ids("contacts"))
+
+
+@pytest.mark.parametrize(
+    ("overlay", "message"),
+    [
+        (
+            '[[resources]]\nname = "contacts"\nexclude_colums = ["phone"]\n',
+            "resource contacts: unknown key 'exclude_colums' (did you mean 'exclude_columns'?)",
+        ),
+        (
+            '[[resources]]\nname = "contacts"\nhash_columns = "email"\n',
+            "resource contacts: `hash_columns` must be a list of field paths, got 'email'",
+        ),
+        (
+            '[[resources]]\nname = "contacts"\nexclude_columns = ["custom_*.x"]\n',
+            "resource contacts: 'custom_*.x' is not a field path: names joined by dots, `*` only"
+            " at the end",
+        ),
+        (
+            '[[resources]]\nname = "deals"\nschema_contract = { columns = "frozen" }\n',
+            "resource deals: schema_contract.columns 'frozen' is not one of discard_row,"
+            " discard_value, evolve, freeze",
+        ),
+        (
+            '[resource_defaults]\nendpoint = { paginater = { type = "page_number" } }\n',
+            "resource_defaults: endpoint: unknown key 'paginater' (did you mean 'paginator'?)",
+        ),
+        (
+            '[[resources]]\nname = "contacts"\nordered_by_primary_key = "no"\n',
+            "resource contacts: ordered_by_primary_key must be true or false",
+        ),
+    ],
+    ids=["unknown-key", "not-a-list", "bad-path", "bad-contract", "endpoint-key", "not-a-flag"],
+)
+def test_a_bad_key_or_value_in_a_profile_is_one_line_naming_file_resource_and_key(
+    crm: DemoServer, workdir: Path, overlay: str, message: str
+) -> None:
+    (workdir / "crmsync.toml").write_text(overlay)
+
+    done = run_crmsync(workdir, "run", "--config", "crmsync.toml", env=crm_env(crm))
+
+    assert (done.returncode, done.stderr) == (EXIT_CONFIG, f"crmsync: crmsync.toml: {message}\n")
+    assert crm.requests == []

@@ -149,7 +149,8 @@ def causes(error: BaseException) -> Iterator[BaseException]:
         if isinstance(current, PipelineStepFailed) and isinstance(nested, BaseException):
             current = nested
         else:
-            current = current.__cause__ or current.__context__
+            context = None if current.__suppress_context__ else current.__context__
+            current = current.__cause__ or context
 
 
 def _request_line(error: requests.RequestException) -> str:

@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from crmsync.profile_check import check_overlay
+
 Profile = dict[str, Any]
 """A `rest_api_source` config dict (dlt's `RESTAPIConfig`), handled as the plain data it is."""
 
@@ -177,6 +179,7 @@ def load_profile(path: Path | None = None) -> Profile:
             f"{path}: unknown top-level keys {sorted(unknown)}; "
             "expected client, resource_defaults, resources"
         )
+    check_overlay(path, overlay, frozenset({ORDERED_KEY}), frozenset({LIST_FIELDS_KEY}))
     profile["client"].update(overlay.get("client", {}))
     defaults = profile.setdefault("resource_defaults", {})
     for key, value in overlay.get("resource_defaults", {}).items():
