@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
-from crmsync.failures import EXIT_CONFIG, EXIT_OK
+from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer, Fault
+from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
 
 CRMSYNC = str(Path(sys.executable).parent / "crmsync")
 SECRET = "s3cr3t-Pa55word-never-printed"
@@ -218,3 +219,37 @@ def test_a_second_run_into_the_same_file_reads_only_changes(crm: DemoServer, wor
 
     assert done.returncode == EXIT_OK, done.stderr
     assert None not in {r.params.get("updated_since") for r in crm.requests}
+
+
+def test_run_json_prints_the_summary_and_ledger_as_one_object(
+    crm: DemoServer, workdir: Path
+) -> None:
+    done = run_crmsync(workdir, "run", "--json", env=crm_env(crm))
+
+    assert done.returncode == EXIT_OK, done.stderr
+    document = json.loads(done.stdout)
+    assert (document["outcome"], document["destination"], document["dataset"]) == (
+        "ok",
+        "duckdb",
+        "crm",
+    )
+    assert document["tables"]["contacts"]["rows"] == len(crm.store.ids("contacts"))
+    ledger = {r["resource"]: r for r in document["resources"]}
+    assert set(ledger) == {"accounts", "contacts", "events", "products", "pipelines"}
+    assert (ledger["contacts"]["outcome"], ledger["contacts"]["complete"]) == ("ok", True)
+    assert ledger["events"]["complete"] is None
+
+
+def test_run_json_reports_a_failure_with_its_message_and_exit_code(
+    crm: DemoServer, workdir: Path
+) -> None:
+    crm.faults.add(Fault("/contacts", "status", status=404, times=None))
+
+    done = run_crmsync(workdir, "run", "--json", "--resources", "contacts", env=crm_env(crm))
+
+    document = json.loads(done.stdout)
+    assert done.returncode == document["exit_code"] == EXIT_SOURCE
+    assert document["outcome"] == "failed"
+    assert done.stderr.splitlines()[-1] == f"crmsync: {document['message']}"
+    assert document["message"].startswith("contacts: GET /contacts?")
+    assert [r["outcome"] for r in document["resources"]] == ["failed"]

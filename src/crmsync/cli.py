@@ -21,6 +21,7 @@ from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
 from crmsync.profile import Profile, endpoint_of, load_profile, resource_name, resource_names
 from crmsync.redaction import redact_url
+from crmsync.run_report import dumps, failure_document, result_document
 from crmsync.source import CrmConnection, SyncOptions
 from crmsync.sync import (
     DEFAULT_DATASET,
@@ -35,29 +36,40 @@ from crmsync.sync import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail(failure: Failure, debug: bool, error: BaseException | None = None) -> None:
+def _fail(
+    failure: Failure,
+    debug: bool,
+    error: BaseException | None = None,
+    as_json: bool = False,
+    ledger: RunLedger | None = None,
+) -> None:
     if debug and error is not None:
         import traceback
 
         traceback.print_exception(error)
+    if as_json:
+        click.echo(dumps(failure_document(failure, ledger)))
     click.echo(f"crmsync: {failure.message}", err=True)
     sys.exit(failure.exit_code)
 
 
 @contextmanager
-def _expected_failures(debug: bool) -> Iterator[None]:
+def _expected_failures(debug: bool, as_json: bool = False) -> Iterator[None]:
+    """Failures as one line on stderr and the documented exit code (and, with `as_json`, the
+    JSON result on stdout); a traceback only with `--debug`."""
     try:
         yield
     except SyncFailed as error:
-        _print_ledger(error.ledger)
+        if not as_json:
+            _print_ledger(error.ledger)
         cause = error.__cause__ or error
-        _fail(describe(cause, error.attempts), debug, cause)
+        _fail(describe(cause, error.attempts), debug, cause, as_json, error.ledger)
     except (ValueError, OSError, requests.RequestException) as error:
-        _fail(describe(error), debug, error)
+        _fail(describe(error), debug, error, as_json)
     except Exception as error:
         failure = describe(error)
         if failure.exit_code == EXIT_CONFIG:
-            _fail(failure, debug, error)
+            _fail(failure, debug, error, as_json)
         raise
 
 
@@ -130,6 +142,12 @@ def main() -> None:
 @_connection_options
 @_sync_options
 @click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the summary and ledger as one JSON object on stdout.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Check the CRM and destination settings (and the destination's connection); load nothing.",
@@ -151,10 +169,11 @@ def run(
     lookback: float,
     strict: bool,
     page_processes: int,
+    as_json: bool,
     dry_run: bool,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
-    with _expected_failures(debug):
+    with _expected_failures(debug, as_json):
         connection = CrmConnection.from_config(base_url)
         settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
         sync = SyncOptions(
@@ -173,7 +192,7 @@ def run(
             check_transport(connection.base_url, policy.allow_insecure_http)
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
             return
-        _run_and_report(connection, settings, sync, profile, policy)
+        _run_and_report(connection, settings, sync, profile, policy, as_json)
 
 
 def _run_and_report(
@@ -182,6 +201,7 @@ def _run_and_report(
     sync: SyncOptions,
     profile: Profile,
     policy: HttpPolicy,
+    as_json: bool = False,
 ) -> None:
     ledger = RunLedger(strict=sync.strict)
     click.echo(
@@ -190,7 +210,10 @@ def _run_and_report(
     )
     with _progress(ledger):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
-    _print_summary(result, settings)
+    if as_json:
+        click.echo(dumps(result_document(result, settings)))
+    else:
+        _print_summary(result, settings)
 
 
 @contextmanager
