@@ -253,3 +253,27 @@ def test_run_json_reports_a_failure_with_its_message_and_exit_code(
     assert done.stderr.splitlines()[-1] == f"crmsync: {document['message']}"
     assert document["message"].startswith("contacts: GET /contacts?")
     assert [r["outcome"] for r in document["resources"]] == ["failed"]
+
+
+def test_dlt_s_own_commands_see_the_last_run(crm: DemoServer, workdir: Path) -> None:
+    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
+    env = {**os.environ, "DLT_DATA_DIR": str(workdir / "dlt-data")}
+    dlt_cli = str(Path(sys.executable).parent / "dlt")
+
+    def dlt_pipeline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [dlt_cli, "pipeline", "crmsync", *args],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    info, trace, schema = dlt_pipeline("info"), dlt_pipeline("trace"), dlt_pipeline("schema")
+
+    assert (info.returncode, trace.returncode, schema.returncode) == (0, 0, 0), info.stderr
+    assert "dataset_name: crm" in info.stdout
+    assert "Run started at" in trace.stdout and "load" in trace.stdout
+    assert "contacts:" in schema.stdout
+    assert DEFAULT_PASSWORD not in info.stdout + trace.stdout + schema.stdout

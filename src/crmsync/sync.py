@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import dlt
 from dlt.common import logger
-from dlt.common.pipeline import LoadInfo
+from dlt.common.pipeline import LoadInfo, get_dlt_pipelines_dir
 from dlt.extract import DltSource
 from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
@@ -82,7 +84,21 @@ def working_folder(settings: RunSettings) -> Iterator[str]:
         yield settings.pipelines_dir
         return
     with tempfile.TemporaryDirectory(prefix="crmsync-") as folder:
-        yield folder
+        try:
+            yield folder
+        finally:
+            _publish(Path(folder) / settings.pipeline_name)
+
+
+def _publish(pipeline_folder: Path) -> None:
+    """Leaves a copy of the run's working folder where dlt's own tools look for it
+    (`dlt pipeline crmsync info`, `trace`, `schema`, `show`). The next run still starts from a
+    fresh folder, restored from the destination: the copy is for reading, never for resuming."""
+    if not pipeline_folder.is_dir():
+        return
+    target = Path(get_dlt_pipelines_dir()) / pipeline_folder.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(pipeline_folder, target)
 
 
 def make_pipeline(settings: RunSettings, pipelines_dir: str) -> dlt.Pipeline:
