@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer, Fault
 from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
+from tests.support.terminal import run_in_terminal, screen
 
 CRMSYNC = str(Path(sys.executable).parent / "crmsync")
 SECRET = "s3cr3t-Pa55word-never-printed"
@@ -277,3 +280,45 @@ def test_dlt_s_own_commands_see_the_last_run(crm: DemoServer, workdir: Path) -> 
     assert "Run started at" in trace.stdout and "load" in trace.stdout
     assert "contacts:" in schema.stdout
     assert DEFAULT_PASSWORD not in info.stdout + trace.stdout + schema.stdout
+
+
+def test_progress_lines_are_written_at_an_interval_when_the_output_is_a_log(
+    start_crm: Any, workdir: Path
+) -> None:
+    server: DemoServer = start_crm({"contacts": 3000}, latency_ms=150)
+
+    done = run_crmsync(
+        workdir,
+        "run",
+        "--resources",
+        "contacts",
+        "--progress-interval",
+        "0.2",
+        "--page-processes",
+        "0",
+        env={**crm_env(server), "SOURCES__CRM__HTTP__MAX_IN_FLIGHT": "1"},
+    )
+
+    assert done.returncode == EXIT_OK, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("crmsync: contacts")]
+    assert [line for line in lines if re.search(r"/3,000 rows \(\d+%\)", line)], done.stderr
+    for line in lines:
+        assert re.fullmatch(
+            r"crmsync: contacts [\d,]+(/[\d,]+ rows \(\d+%\)| rows), \d+ pages, [\d,]+ rows/s",
+            line,
+        ), line
+
+
+def test_live_progress_fits_an_80_column_terminal(start_crm: Any, workdir: Path) -> None:
+    server: DemoServer = start_crm({"contacts": 3000, "events": 2000}, latency_ms=100)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
+    env.update(crm_env(server), DLT_DATA_DIR=str(workdir / "dlt-data"))
+    env["SOURCES__CRM__HTTP__MAX_IN_FLIGHT"] = "1"
+
+    code, output = run_in_terminal([CRMSYNC, "run"], workdir, env, columns=80)
+
+    assert code == EXIT_OK, output
+    shown = screen(output, columns=80, rows=60)
+    bars = [line for line in shown if "rows/s" in line]
+    assert [line for line in bars if line.startswith("contacts") and "100%" in line], shown
+    assert not [line for line in bars if "WARNING" in line], shown  # logs above, not inside

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.page_shape import envelope_keys
 from crmsync.pagination import PageNumberPaginator, paginator_from_config
 from crmsync.profile import Profile, endpoint_of, load_profile, resource_name, resource_names
+from crmsync.progress import PLAIN_INTERVAL_SECONDS, progress
 from crmsync.redaction import redact_url
 from crmsync.run_report import dumps, failure_document, result_document
 from crmsync.source import CrmConnection, SyncOptions
@@ -142,6 +142,13 @@ def main() -> None:
 @_connection_options
 @_sync_options
 @click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.1),
+    default=PLAIN_INTERVAL_SECONDS,
+    show_default=True,
+    help="Seconds between progress lines when the output is not a terminal.",
+)
+@click.option(
     "--json",
     "as_json",
     is_flag=True,
@@ -169,6 +176,7 @@ def run(
     lookback: float,
     strict: bool,
     page_processes: int,
+    progress_interval: float,
     as_json: bool,
     dry_run: bool,
 ) -> None:
@@ -192,7 +200,7 @@ def run(
             check_transport(connection.base_url, policy.allow_insecure_http)
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
             return
-        _run_and_report(connection, settings, sync, profile, policy, as_json)
+        _run_and_report(connection, settings, sync, profile, policy, as_json, progress_interval)
 
 
 def _run_and_report(
@@ -202,45 +210,19 @@ def _run_and_report(
     profile: Profile,
     policy: HttpPolicy,
     as_json: bool = False,
+    progress_interval: float = PLAIN_INTERVAL_SECONDS,
 ) -> None:
     ledger = RunLedger(strict=sync.strict)
     click.echo(
         f"crmsync: syncing {redact_url(connection.base_url)} into {settings.destination}",
         err=True,
     )
-    with _progress(ledger):
+    with progress(ledger, interval=progress_interval):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
     if as_json:
         click.echo(dumps(result_document(result, settings)))
     else:
         _print_summary(result, settings)
-
-
-@contextmanager
-def _progress(ledger: RunLedger) -> Iterator[None]:
-    """A live status line on a terminal; nothing when the output is a file or a pipe."""
-    if not sys.stderr.isatty():
-        yield
-        return
-    done = threading.Event()
-
-    def show() -> None:
-        while not done.wait(0.5):
-            parts = [
-                f"{t.resource} {t.rows:,} rows/{t.pages} pages" for t in ledger.tallies.values()
-            ]
-            click.echo(
-                f"\r  {' | '.join(parts)} ({ledger.elapsed_seconds:.0f}s)", err=True, nl=False
-            )
-
-    thread = threading.Thread(target=show, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-        click.echo("", err=True)
 
 
 def _print_summary(result: SyncResult, settings: RunSettings) -> None:
