@@ -408,7 +408,7 @@ class RepeatedRecordFilter:
             return int(value)
         raise KeyOrderError(
             f"GET {self.path} answered 200 with {self.key} {value!r}, not an integer: declare"
-            f" {self.key} as text (columns = {{ {self.key} = {{ data_type = \"text\" }} }})"
+            f' {self.key} as text (columns = {{ {self.key} = {{ data_type = "text" }} }})'
             f" for {self.resource} in your profile"
         )
 

@@ -165,6 +165,7 @@ def _crm(
     for name, observer in observers.items():
         observer.replaces = sync.full_refresh or name in deleted_filters
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
+    cursors = {resource_name(r): _cursor_path(r) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
         _decode_in_workers(config, session.decoder, connection.base_url, hints, deleted_filters)
     _prepare_endpoints(config, observers, session.lookahead, set(repeat_filters))
@@ -173,7 +174,9 @@ def _crm(
         repeat_filter = repeat_filters.get(resource.name)
         if repeat_filter is not None:
             resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
-        typed = TypedPages(hints.get(resource.name, {}), arrow=sync.arrow_pages)
+        typed = TypedPages(
+            hints.get(resource.name, {}), sync.arrow_pages, cursors.get(resource.name)
+        )
         steps = (repeat_filter, deleted_filters.get(resource.name), PageBatcher(typed))
         for position, step in enumerate((s for s in steps if s), start=1):
             resource.add_step(step, insert_at=position)
@@ -228,6 +231,11 @@ def _observers(
                 observer.hold_cursor = read_starts[name].hold
             observers[name] = observer
     return observers
+
+
+def _cursor_path(resource: Any) -> str | None:
+    incremental = endpoint_of(resource).get("incremental") if isinstance(resource, dict) else None
+    return str(incremental["cursor_path"]) if incremental else None
 
 
 def _path(resource: dict[str, Any]) -> str:
