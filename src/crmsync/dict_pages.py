@@ -71,9 +71,13 @@ class DictPages:
             try:
                 self._record(record, "", top=True)
                 self._top_level(record)
-            except _BadValue as bad:
-                raise RecordError(_describe(record, position, source, bad)) from None
-            record[C_DLT_ID] = key
+            except _BadValue as error:
+                bad = error
+            else:
+                record[C_DLT_ID] = key
+                continue
+            # raised outside the handler: the one line is this error's, not its context's
+            raise RecordError(_describe(record, position, source, bad))
         return page
 
     def _top_level(self, record: dict[str, Any]) -> None:
@@ -133,12 +137,11 @@ def _describe(record: dict[str, Any], position: int, source: Any, bad: _BadValue
 
 
 def _page_name(source: Any) -> str:
-    """`GET /accounts?page[page]=2` for rest_api's page (its request), else `a page`."""
-    request = getattr(source, "request", None)
-    if request is None:
+    """`GET /accounts?page[page]=2` for rest_api's page (the request its response answered:
+    rest_api's own request object already asks for the next page), else `a page`."""
+    request = getattr(getattr(source, "response", None), "request", None)
+    if request is None or not request.url:
         return "a page"
-    url = request.prepare().url or ""
-    parts = urlsplit(url)
-    return f"{request.method or 'GET'} {parts.path}" + (
-        f"?{unquote(parts.query)}" if parts.query else ""
-    )
+    parts = urlsplit(request.url)
+    query = f"?{unquote(parts.query)}" if parts.query else ""
+    return f"{request.method or 'GET'} {parts.path}{query}"
