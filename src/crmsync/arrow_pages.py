@@ -188,17 +188,27 @@ class TypedPages:
         if not isinstance(page, list) or not page:
             return page
         table = page_table(page)
-        if table is None and self.arrow and not self.dicts_only:
-            table = self._table(page)
         if table is None:
-            self.dicts_only = True
-            return self.dicts.prepare(page, row_key_list(len(page)), page)
+            table = self.table(page)
+            if table is None:
+                return self.dicts.prepare(page, row_key_list(len(page)), page)
+            return table
         if self.dicts_only or not self._agrees(table):
             self.dicts_only = True
             keys = table.column(C_DLT_ID).to_pylist()
             rows = _records(table.drop_columns([C_DLT_ID]), self.json_columns)
             return self.dicts.prepare(rows, keys, page)
         return table
+
+    def table(self, page: list[Any]) -> pa.Table | None:
+        """`page` as a table; None where it goes as dicts, as every page after it will (a
+        worker process calls this, and leaves the dicts to the run's process)."""
+        if self.arrow and not self.dicts_only:
+            table = self._table(page)
+            if table is not None and self._agrees(table):
+                return table
+        self.dicts_only = True
+        return None
 
     def _agrees(self, table: pa.Table) -> bool:
         """Whether each column has the type it had in the tables before (its first one)."""

@@ -244,8 +244,8 @@ def decode_page(
     typed = _typed_by_path.get(path)
     if typed is None:
         typed = _typed_by_path[path] = TypedPages(columns)
-    table = typed(records)
-    if not isinstance(table, pa.Table):
+    table = typed.table(records)
+    if table is None:
         return None, None
     if deleted is not None:
         table = deleted.live_rows(table)
