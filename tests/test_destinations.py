@@ -236,6 +236,19 @@ def test_duckdb_memory_limit_grows_only_with_the_largest_staged_table(
     }
 
 
+def test_duckdb_memory_limit_grows_with_the_largest_load_file_and_the_widest_table(
+    workdir: Path,
+) -> None:
+    pipeline = dlt.pipeline("crmsync", destination="duckdb", pipelines_dir=str(workdir))
+
+    # 64 MB + 100 rows * 32 B + 50 MB file * 4 + 5,000 columns * 64 KiB = 576.5 MB
+    defaults = load_defaults(pipeline, {"contacts": 100}, "parquet", [2**20, 50 * 2**20], 5000)
+
+    assert defaults["destination"]["duckdb"]["credentials"]["global_config"] == {
+        "memory_limit": "577MB"
+    }
+
+
 @pytest.mark.parametrize(
     ("destination", "file_format"),
     [("postgres", "parquet"), ("duckdb", "jsonl"), ("duckdb", "insert_values")],
@@ -265,7 +278,7 @@ def test_other_loader_file_formats_load_into_duckdb_exactly(
 def test_a_duckdb_load_runs_under_crmsyncs_memory_limit(crm: DemoServer, workdir: Path) -> None:
     result = sync(crm, DuckDBDestination(workdir))
 
-    assert duckdb_global_config(result) == ({"memory_limit": "65MB"}, "crmsync defaults")
+    assert duckdb_global_config(result) == ({"memory_limit": "66MB"}, "crmsync defaults")
     assert DuckDBDestination(workdir).ids("contacts") == sorted(crm.store.ids("contacts"))
 
 

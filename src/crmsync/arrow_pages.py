@@ -12,22 +12,18 @@ type) is passed on as dicts, so dlt's own normalizer keeps the last word.
 from __future__ import annotations
 
 import base64
-import contextlib
 import secrets
 from array import array as int_array
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-C_DLT_ID = "_dlt_id"
-"""dlt's row key column (`dlt.common.schema.typing.C_DLT_ID`), spelled out so that this module
-loads without dlt in a page-decoding worker process."""
-SEPARATOR = "__"
-"""dlt's `snake_case` naming convention joins nested names with a double underscore."""
+from crmsync.dict_pages import C_DLT_ID, SEPARATOR, DictPages
+from crmsync.field_names import needs_renames
+
 ROW_KEY_BYTES = 12
 """Random bytes per `_dlt_id` (dlt's own take 10): a multiple of 3 encodes to whole base64
 characters, so one encode of a page's bytes splits into its keys."""
@@ -164,34 +160,68 @@ class TypedPages:
     hinted as timestamps hold timestamps, not strings, so that the incremental cursor compares
     one type whichever form a page took (`arrow=False` keeps every page as dicts).
 
-    A resource whose records hold lists (`accounts.tags`), which dlt turns into nested tables,
-    goes as dicts from its first such page on, without another Arrow attempt per page.
+    A table must type each column as dlt's schema already has it. A page Arrow cannot hold as
+    dlt would (a list, which dlt turns into a child table; a field that was an integer on
+    page 1 and is text on page 2, which dlt loads as a variant column `score__v_text`; a name
+    dlt would rename, `crmsync.field_names`; a value to check, `crmsync.dict_pages`) goes as
+    dicts, and so does every page of the resource after it, tables decoded ahead by a worker
+    process included: dlt's normalizer has the last word from the first page it typed on.
+    The checks per page are per column, never per value.
     """
 
     def __init__(
-        self, columns: dict[str, dict[str, Any]], arrow: bool = True, row_keys: bool = True
+        self,
+        columns: dict[str, dict[str, Any]],
+        arrow: bool = True,
+        cursor: str | None = None,
+        row_keys: bool = True,
     ) -> None:
         self.arrow = arrow
         self.row_keys = row_keys
         """Off for a history (`scd2`) resource: dlt's row hash of its content is the key then."""
-        self.has_lists = False
+        self.dicts_only = False
         self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
-        self.hinted = set(columns)
         self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
         self.required = {n for n, h in columns.items() if h.get("nullable") is False}
-        self.timestamps = [n for n, t in self.types.items() if pa.types.is_timestamp(t)]
+        self.seen: dict[str, pa.DataType] = {}
+        """The type each column had in the tables made so far: dlt's schema of this read."""
+        self.dicts = DictPages(columns, cursor)
 
     def __call__(self, page: Any, meta: Any = None) -> Any:
         if not isinstance(page, list) or not page:
             return page
         table = page_table(page)
-        if table is not None:
+        if table is None:
+            table = self.table(page)
+            if table is None:
+                return self.dicts.prepare(page, self._keys(len(page)), page)
             return table
-        if self.arrow and not self.has_lists:
+        if self.dicts_only or not self._agrees(table):
+            self.dicts_only = True
+            keys = table.column(C_DLT_ID).to_pylist()
+            rows = _records(table.drop_columns([C_DLT_ID]), self.json_columns)
+            return self.dicts.prepare(rows, keys, page)
+        return table
+
+    def _keys(self, count: int) -> list[str | None]:
+        return list(row_key_list(count)) if self.row_keys else [None] * count
+
+    def table(self, page: list[Any]) -> pa.Table | None:
+        """`page` as a table; None where it goes as dicts, as every page after it will (a
+        worker process calls this, and leaves the dicts to the run's process)."""
+        if self.arrow and not self.dicts_only:
             table = self._table(page)
-            if table is not None:
+            if table is not None and self._agrees(table):
                 return table
-        return self._as_dicts(page)
+        self.dicts_only = True
+        return None
+
+    def _agrees(self, table: pa.Table) -> bool:
+        """Whether each column has the type it had in the tables before (its first one)."""
+        for field in table.schema:
+            if self.seen.setdefault(field.name, field.type) != field.type:
+                return False
+        return True
 
     def _table(self, page: list[Any]) -> pa.Table | None:
         try:
@@ -204,34 +234,13 @@ class TypedPages:
         fields: list[pa.Field] = []
         if not self._leaves(records, "", arrays, fields):
             return None
+        if not self.required.issubset(f.name for f in fields if not f.nullable):
+            return None  # a record without a required value: `DictPages` names it
         arrays.append(row_keys(len(records)))
         fields.append(pa.field(C_DLT_ID, pa.string(), nullable=False))
+        bigints = {f.name for f in fields if f.type == pa.int64() and f.name not in self.types}
+        self.dicts.bigint_columns |= bigints
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
-
-    def _as_dicts(self, page: list[Any]) -> list[Any]:
-        keys = row_key_list(len(page)) if self.row_keys else [None] * len(page)
-        for record, key in zip(page, keys, strict=True):
-            if type(record) is not dict:
-                continue
-            self._drop_unhinted_nulls(record, "")
-            if key is not None:
-                record.setdefault(C_DLT_ID, key)
-            for name in self.timestamps:
-                value = record.get(name)
-                if type(value) is str:
-                    with contextlib.suppress(ValueError):
-                        record[name] = datetime.fromisoformat(value)
-        return page
-
-    def _drop_unhinted_nulls(self, record: dict[str, Any], prefix: str) -> None:
-        """A null loads as a missing key does; but a key dlt has only seen null (an account's
-        `"address": null`) becomes a column it cannot type, and it warns of it on every run.
-        The Arrow path leaves such columns out too."""
-        for name, value in list(record.items()):
-            if value is None and prefix + name not in self.hinted:
-                del record[name]
-            elif type(value) is dict and prefix + name not in self.json_columns:
-                self._drop_unhinted_nulls(value, prefix + name + SEPARATOR)
 
     def _with_json_text(self, page: list[Any]) -> list[Any]:
         if not self.json_columns:
@@ -249,7 +258,10 @@ class TypedPages:
     def _leaves(
         self, struct: pa.StructArray, prefix: str, arrays: list[pa.Array], fields: list[pa.Field]
     ) -> bool:
-        """Adds `struct`'s flattened columns; False where dlt would make a child table."""
+        """Adds `struct`'s flattened columns; False where dlt would make a child table, rename
+        a field, or type a column otherwise."""
+        if needs_renames(struct.type.names, top=not prefix):
+            return False
         for field, array in zip(struct.type, struct.flatten(), strict=True):
             name = prefix + field.name
             if pa.types.is_struct(array.type):
@@ -258,7 +270,6 @@ class TypedPages:
                 continue
             if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
                 if pc.sum(pc.list_value_length(array)).as_py():
-                    self.has_lists = True
                     return False
                 continue
             target = self.types.get(name)
@@ -267,14 +278,47 @@ class TypedPages:
             if target is None and array.null_count == len(array):
                 continue
             if target is not None and array.type != target:
-                try:
-                    array = array.cast(target)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                array = _cast(array, target)
+                if array is None:
                     return False
             nullable = name not in self.required or array.null_count > 0
             arrays.append(array)
             fields.append(pa.field(name, array.type, nullable=nullable))
         return True
+
+
+def _cast(array: pa.Array, target: pa.DataType) -> pa.Array | None:
+    """`array` in its hinted type, else None. Arrow parses RFC 3339 in its upper-case form
+    only; a page that has others (`2026-03-01t10:00:00z`) is tried once more in upper case."""
+    try:
+        return array.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if not (pa.types.is_timestamp(target) and pa.types.is_string(array.type)):
+            return None
+    try:
+        return pc.utf8_upper(array).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _records(table: pa.Table, json_columns: list[str]) -> list[dict[str, Any]]:
+    """A table's rows as the records they came from: `parent__child` columns nested again
+    (dlt's normalizer flattens them itself), JSON text parsed, nulls left out."""
+    records = []
+    for row in table.to_pylist():
+        record: dict[str, Any] = {}
+        for name, value in row.items():
+            if value is None:
+                continue
+            if name in json_columns:
+                value = orjson.loads(value)
+            *parents, leaf = name.split(SEPARATOR)
+            level = record
+            for parent in parents:
+                level = level.setdefault(parent, {})
+            level[leaf] = value
+        records.append(record)
+    return records
 
 
 _INFERRED_TYPES = (pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string())

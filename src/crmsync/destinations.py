@@ -22,7 +22,7 @@ import os
 import tempfile
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import dlt
@@ -61,6 +61,15 @@ stages (the `DELETE ... WHERE EXISTS` join builds on the staged keys). Measured 
 2.0 on 2 threads, replacing 5M rows failed at 64 MB and passed at 96 MB, 10M failed at 128 MB
 and passed at 256 MB: 13 to 26 bytes a row; the dedup window of a resource not read in key
 order passed 5M rows at 128 MB. The floor comes on top of the 32 bytes a row."""
+DUCKDB_MEMORY_PER_FILE_BYTE = 4
+"""...plus this much per byte of the largest Parquet file the load reads: DuckDB decodes a
+row group whole, so a page of long records (500 notes of 100 KB) or one huge value (a 30 MB
+note) needs memory in proportion to its bytes, not its rows. A 50 MB file failed at 2 bytes
+a byte and passed at 4 (DuckDB 2.0, 2 threads)."""
+DUCKDB_MEMORY_PER_COLUMN = 64 * 2**10
+"""...plus this much per column of the widest table: DuckDB keeps buffers per column while it
+reads and inserts, so 5,000 `custom_fields` keys (5,000 columns) failed at 175 MB whatever the
+rows, and passed at 330 MB: about 50 KB a column."""
 
 _NO_CONNECTION_CHECK = {"duckdb", "dummy"}
 """Destinations whose connection a dry run does not open: for DuckDB that would create the file."""
@@ -138,10 +147,15 @@ def adapt_source(
 
 
 def load_defaults(
-    pipeline: dlt.Pipeline, staged_rows: Mapping[str, int], file_format: str | None
+    pipeline: dlt.Pipeline,
+    staged_rows: Mapping[str, int],
+    file_format: str | None,
+    file_bytes: Iterable[int] = (),
+    columns: int = 0,
 ) -> dict[str, Any]:
-    """crmsync's defaults for loading `staged_rows` (`crmsync.config_defaults`): on DuckDB, a
-    `memory_limit` sized to the load; a configured `global_config` replaces it entirely.
+    """crmsync's defaults for loading `staged_rows` from load files of `file_bytes` bytes into
+    tables of up to `columns` columns (`crmsync.config_defaults`): on DuckDB, a `memory_limit`
+    sized to the load; a configured `global_config` replaces it entirely.
 
     Only for Parquet files, which DuckDB reads in row groups: its JSON reader takes 32 MB
     buffers per file and thread, and ran out of memory under the limit on a demo-sized load.
@@ -151,8 +165,10 @@ def load_defaults(
         return {}
     if file_format != "parquet":
         return {}
-    largest = max(staged_rows.values(), default=0)
-    limit_mb = DUCKDB_MEMORY_FLOOR_MB + math.ceil(largest * DUCKDB_BYTES_PER_STAGED_ROW / 2**20)
+    largest = max(staged_rows.values(), default=0) * DUCKDB_BYTES_PER_STAGED_ROW
+    largest += max(file_bytes, default=0) * DUCKDB_MEMORY_PER_FILE_BYTE
+    largest += columns * DUCKDB_MEMORY_PER_COLUMN
+    limit_mb = DUCKDB_MEMORY_FLOOR_MB + math.ceil(largest / 2**20)
     global_config = {"memory_limit": f"{limit_mb}MB"}
     return {
         "destination": {

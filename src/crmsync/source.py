@@ -182,6 +182,7 @@ def _crm(
     for name, observer in observers.items():
         observer.replaces = sync.full_refresh or name in deleted_filters
     hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
+    cursors = {resource_name(r): _cursor_path(r) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
         _decode_in_workers(
             config,
@@ -201,6 +202,7 @@ def _crm(
         typed = TypedPages(
             hints.get(resource.name, {}),
             arrow=sync.arrow_pages and not history,
+            cursor=cursors.get(resource.name),
             row_keys=not history,
         )
         steps = (
@@ -304,6 +306,11 @@ def _observers(
                 observer.hold_cursor = read_starts[name].hold
             observers[name] = observer
     return observers
+
+
+def _cursor_path(resource: Any) -> str | None:
+    incremental = endpoint_of(resource).get("incremental") if isinstance(resource, dict) else None
+    return str(incremental["cursor_path"]) if incremental else None
 
 
 def _path(resource: dict[str, Any]) -> str:

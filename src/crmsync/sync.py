@@ -164,7 +164,8 @@ def _run(
         _extract_ledger(pipeline, ledger)
         pipeline.normalize()
         staged_rows.update(_staged_rows(pipeline))
-        with defaults(load_defaults(pipeline, staged_rows, file_format)):
+        file_bytes, columns = _load_file_bytes(pipeline), _widest_table(pipeline)
+        with defaults(load_defaults(pipeline, staged_rows, file_format, file_bytes, columns)):
             info = pipeline.load()
     except PipelineStepFailed as error:
         ledger.finish(ledger.resources)
@@ -229,6 +230,23 @@ def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
     """Rows per table in the load just normalized."""
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     return dict(normalize_info.row_counts) if normalize_info else {}
+
+
+def _load_file_bytes(pipeline: dlt.Pipeline) -> list[int]:
+    """The size on disk of each file the load will read."""
+    return [
+        job.file_size
+        for load_id in pipeline.list_normalized_load_packages()
+        for job in pipeline.get_load_package_info(load_id).jobs["new_jobs"]
+    ]
+
+
+def _widest_table(pipeline: dlt.Pipeline) -> int:
+    """The columns of the pipeline's widest table."""
+    return max(
+        (len(t["columns"]) for s in pipeline.schemas.values() for t in s.data_tables()),
+        default=0,
+    )
 
 
 def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
