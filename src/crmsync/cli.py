@@ -289,6 +289,15 @@ def demo(seed: int, debug: bool) -> None:
 @click.option("--username", default=DEFAULT_USERNAME, show_default=True)
 @click.option("--password", default=DEFAULT_PASSWORD)
 @click.option("--latency-ms", default=0.0, show_default=True)
+@click.option(
+    "--rate-limit", default=0.0, show_default=True, help="A token bucket: requests/s, 0 = none."
+)
+@click.option("--burst", default=10, show_default=True, help="Requests the bucket holds.")
+@click.option(
+    "--rate-headers",
+    type=click.Choice(["x", "ietf", "both"]),
+    help="Send X-RateLimit-* (x), RateLimit-* (ietf) or both on every response.",
+)
 @click.option("--accounts", type=int, default=DEFAULT_SIZES["accounts"], show_default=True)
 @click.option("--contacts", type=int, default=DEFAULT_SIZES["contacts"], show_default=True)
 @click.option("--events", type=int, default=DEFAULT_SIZES["events"], show_default=True)
@@ -301,12 +310,17 @@ def serve(
     username: str,
     password: str,
     latency_ms: float,
+    rate_limit: float,
+    burst: int,
+    rate_headers: str | None,
     **sizes: int,
 ) -> None:
     """Run the bundled CRM alone (until Ctrl-C)."""
     from crmsync.demo_server.__main__ import serve as serve_forever
 
-    serve_forever(host, port, seed, sizes, username, password, latency_ms)
+    serve_forever(
+        host, port, seed, sizes, username, password, latency_ms, rate_limit, burst, rate_headers
+    )
 
 
 @main.command()
