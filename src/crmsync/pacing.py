@@ -8,20 +8,24 @@ worse, sleeps whole seconds while the bucket refills in fractions of one. The `P
 keeps its own model of the CRM's bucket — a rate and a burst, learnt as the run goes — and
 starts a request only when that model holds a token:
 
-- Until the CRM shows a limit, nothing is paced: a CRM that never refuses is read as fast as
-  today.
-- A 429 (or a response whose ``Remaining`` is at or under a fifth of its ``Limit``, which
-  warns before the refusals start) sets the rate to a little under what the CRM accepted over
-  the last seconds, and lowers it by a tenth (a twentieth for the warning) once per reaction:
-  signals from requests sent before the last change are stale. This is the multiplicative
-  decrease of AIMD.
-- Every admitted request raises the rate by a fixed share per second of pacing (faster while
-  ``Remaining`` shows more than half the burst left): the probe upward, in case the CRM
-  allows more than it did.
-- ``Limit`` is the CRM's burst: the model holds as many tokens, so a pause is caught up at
-  once. ``Remaining`` caps the model's tokens (it may never hold more than the CRM says).
-  ``Reset`` caps how long the model takes to refill: the CRM is full again after it.
-- ``Retry-After`` pauses every request for that long (the refused one is retried after it).
+- Until the CRM shows a limit, nothing is paced: a CRM that never refuses and sends no
+  headers is read as fast as without a pacer.
+- The first 429 (or, with headers, a ``Remaining`` at or under a fifth of ``Limit``) starts
+  pacing at a little under what the CRM admitted over the last seconds (with headers:
+  ``(Limit - Remaining) / Reset``, what it refills by the reset), at least 1 request a second.
+- Probing: each admitted request raises the rate, by 70% a second until the first refusal
+  after pacing began (the first rate is a rough guess), 1% a second after it (AIMD's additive
+  increase, in case the CRM allows more than it did).
+- A 429 of a request sent after the rate last fell lowers it to 85% (AIMD's decrease); those
+  sent earlier, already in flight, say nothing new.
+- With headers the rate is also measured: the change in ``Remaining`` plus the requests sent
+  meanwhile, over at least 3 s, is the CRM's refill, and the rate is set to 97% of it. A full
+  bucket refills nothing, so while ``Remaining`` shows it full the rate probes up fast instead.
+  ``Limit`` is the CRM's burst (the model holds that many tokens, so that time spent under the
+  rate is caught up at once) and ``Remaining`` caps the model's tokens.
+- ``Retry-After`` is whole seconds, rounded up, so the CRM's own wait may be up to a second
+  shorter: the refused request waits all of it (the retry policy), every other request one
+  second less (up to ``max_pause``); the lowered rate spaces the rest.
 - A user's ``max_requests_per_second`` is a hard ceiling on top: requests never start closer
   than its interval, whatever was learnt.
 
@@ -230,8 +234,6 @@ class Pacer:
         """
         if remaining >= limit - 1:
             self._anchor = None
-            if self.rate is not None:
-                self._probe = FAST_PROBE_PER_SECOND
             return False
         if self.rate is None:
             if remaining > LOW_REMAINING * limit:
