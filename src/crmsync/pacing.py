@@ -13,14 +13,15 @@ starts a request only when that model holds a token:
 - The first 429 (or, with headers, a ``Remaining`` at or under a fifth of ``Limit``) starts
   pacing at a little under what the CRM admitted over the last seconds (with headers:
   ``(Limit - Remaining) / Reset``, what it refills by the reset), at least 1 request a second.
-- Probing: each admitted request raises the rate, by 70% a second until the first refusal
-  after pacing began (the first rate is a rough guess), 1% a second after it (AIMD's additive
-  increase, in case the CRM allows more than it did).
+- Probing: each admitted request raises the rate, by 70% a second until the first refusal or
+  measurement after pacing began (the first rate is a rough guess), 1% a second after it
+  (AIMD's additive increase, in case the CRM allows more than it did).
 - A 429 of a request sent after the rate last fell lowers it to 85% (AIMD's decrease); those
   sent earlier, already in flight, say nothing new.
 - With headers the rate is also measured: the change in ``Remaining`` plus the requests sent
   meanwhile, over at least 3 s, is the CRM's refill, and the rate is set to 97% of it. A full
-  bucket refills nothing, so while ``Remaining`` shows it full the rate probes up fast instead.
+  bucket refills nothing, so a span that starts with it full measures nothing; the probe goes
+  on until it drains.
   ``Limit`` is the CRM's burst (the model holds that many tokens, so that time spent under the
   rate is caught up at once) and ``Remaining`` caps the model's tokens.
 - ``Retry-After`` is whole seconds, rounded up, so the CRM's own wait may be up to a second
@@ -41,6 +42,7 @@ The pacer is not locked itself: `crmsync.http_policy.RequestBudget` calls it und
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -61,8 +63,8 @@ LOW_REMAINING = 0.2
 PROBE_PER_SECOND = 0.01
 """The share by which the rate rises per second of pacing without a refusal."""
 FAST_PROBE_PER_SECOND = 0.7
-"""The same until the first refusal after pacing began, and while ``Remaining`` shows the CRM's
-bucket full: the rate first learnt may be far under the limit."""
+"""The same until the first refusal or measurement after pacing began: the rate first learnt
+may be far under the limit."""
 MIN_RATE = 0.05
 """A floor: one request every 20 s, whatever the CRM says."""
 FIRST_RATE = 1.0
@@ -85,7 +87,7 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zoneless one is read as such
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; one that says "-0000" is not read
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
@@ -117,7 +119,7 @@ def _number(headers: Mapping[str, str], name: str) -> float | None:
                 number = float(first)
             except ValueError:
                 continue
-            if number >= 0:
+            if 0 <= number < math.inf:
                 return number
     return None
 
@@ -215,6 +217,8 @@ class Pacer:
                 self._lower(now, self.rate or self._admitted_rate(now))
             return
         self._admitted.append(now)
+        while self._admitted[0] < now - WINDOW_SECONDS:
+            self._admitted.popleft()
         if info.remaining is not None and info.limit is not None:
             self._refill(now)
             self._tokens = min(self._tokens, info.remaining)
@@ -229,8 +233,8 @@ class Pacer:
         """The CRM's refill, measured: the change in ``Remaining`` plus the requests sent
         meanwhile, over the time between; True if it set the rate.
 
-        Only while the CRM's bucket is not full (a full one refills nothing), so a rate too
-        low is instead probed upward, fast, as ``Remaining`` shows headroom.
+        Only while the CRM's bucket is not full (a full one refills nothing): with a rate too
+        low nothing is measured, and the probe raises the rate instead.
         """
         if remaining >= limit - 1:
             self._anchor = None
