@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint soak bench bench-memory clean
+.PHONY: demo test lint soak bench bench-memory bench-rate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(STAMP)
 
 bench-memory: $(STAMP)
 	$(BIN)/python bench/compare.py --memory
+
+bench-rate: $(STAMP)
+	$(BIN)/python bench/compare.py --rate-limit 5,10,20 --rate-headers none,x
 
 clean:
 	rm -rf $(VENV) crmsync.duckdb .pytest_cache .mypy_cache .ruff_cache

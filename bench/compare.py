@@ -39,9 +39,21 @@ them (``hard_delete`` on ``deleted_at``); the hand-written loader asks for them 
 them. The live counts come from the server itself (the last non-empty page at page size 1).
 Mismatches are printed as warnings under the table.
 
-Run: ``make bench`` (``--help`` for subsets, ``--quick`` for a fast sanity run) and
-``make bench-memory``. The report is also written to ``bench/results/latest.txt``
-(``latest-memory.txt`` for ``--memory``).
+``--rate-limit 5,10,20``: the server's token bucket limits it to that many requests a second
+(``--burst`` at once, 10 by default; ``--rate-headers none,x`` with and without
+``X-RateLimit-*`` headers), at 25 ms latency, each run starting with a full bucket. Per run:
+wall time; bound/wall, where bound = (pages - burst) / rate is the least time any client needs;
+bound/span, the same over the span of the run's requests at the server (first arrival to last
+answer: the wall time less start-up and loading, which no pacing can shorten); requests;
+429s; wasted requests = requests - pages, where pages is what a client that stops at the last
+page needs (the data's records, soft-deleted ones included, in pages of 500; plain dlt, which
+reads without them and stops at an empty page, needs a few fewer or more). Targets for
+crmsync: bound/wall >= 0.9 and wasted <= 5% of the pages.
+
+Run: ``make bench`` (``--help`` for subsets, ``--quick`` for a fast sanity run),
+``make bench-memory`` and ``make bench-rate``. The report is also written to
+``bench/results/latest.txt`` (``latest-memory.txt`` for ``--memory``, ``latest-rate.txt`` for
+``--rate-limit``).
 """
 
 from __future__ import annotations
@@ -58,10 +70,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import requests
-from crm_api import ENDPOINTS, PASSWORD, USERNAME, Endpoint
+from crm_api import ENDPOINTS, PAGE_SIZE, PASSWORD, USERNAME, Endpoint
 
 BENCH = Path(__file__).resolve().parent
 CHILD = BENCH / "contenders.py"
@@ -95,6 +108,10 @@ class Run:
     requests: int
     client_requests: int | None
     peak_rss_mb: float
+    throttled: int = 0
+    """Requests the server answered 429."""
+    request_span: float = 0.0
+    """Seconds from the first request's arrival at the server to the last one's answer."""
 
     @property
     def rows_per_second(self) -> float:
@@ -162,8 +179,35 @@ def set_latency(base_url: str, latency_ms: int) -> None:
     control(base_url, "POST", "latency", {"latency_ms": latency_ms})
 
 
-def requests_logged(base_url: str) -> int:
-    return len(orjson.loads(control(base_url, "GET", "requests").content))
+def requests_log(base_url: str) -> list[dict[str, Any]]:
+    """Every API request the server logged, in arrival order."""
+    log: list[dict[str, Any]] = orjson.loads(control(base_url, "GET", "requests").content)
+    return log
+
+
+def set_rate_limit(base_url: str, rate: float, burst: int, headers: str | None) -> None:
+    """A fresh, full bucket (rate 0: none)."""
+    control(base_url, "POST", "rate_limit", {"rate": rate, "burst": burst, "headers": headers})
+
+
+def pages_needed(base_url: str) -> int:
+    """Pages of ``PAGE_SIZE`` a client that stops at the last one needs, soft-deleted records
+    included: ``meta.total`` where there is one; ``/events`` (never deleted, no total) also
+    needs the short page that ends it."""
+    pages = 0
+    with requests.Session() as session:
+        session.auth = (USERNAME, PASSWORD)
+        for name, endpoint in ENDPOINTS.items():
+            if name == "events":
+                pages += count_by_probing(session, base_url, name) // PAGE_SIZE + 1
+                continue
+            params = {endpoint.page_param: 1, endpoint.limit_param: 1, "include_deleted": "true"}
+            response = session.get(
+                base_url + endpoint.path, params=params, timeout=HTTP_TIMEOUT_SECONDS
+            )
+            response.raise_for_status()
+            pages += max(1, -(-orjson.loads(response.content)["meta"]["total"] // PAGE_SIZE))
+    return pages
 
 
 def live_counts(base_url: str) -> dict[str, int]:
@@ -203,7 +247,7 @@ def has_record(
 def run_contender(contender: str, base_url: str, latency_ms: int) -> Run:
     """One run in a fresh child process and a fresh empty folder."""
     with tempfile.TemporaryDirectory(prefix=f"crmsync-bench-{contender}-") as workdir:
-        logged_before = requests_logged(base_url)
+        logged_before = len(requests_log(base_url))
         started = time.perf_counter()
         child = subprocess.run(
             [sys.executable, str(CHILD), contender, base_url],
@@ -217,14 +261,18 @@ def run_contender(contender: str, base_url: str, latency_ms: int) -> Run:
     if child.returncode != 0:
         raise SystemExit(f"{contender} failed (exit {child.returncode}):\n{child.stderr[-4000:]}")
     report = orjson.loads(child.stdout.splitlines()[-1])
+    logged = requests_log(base_url)[logged_before:]
+    statuses = [entry["status"] for entry in logged]
     return Run(
         contender=contender,
         latency_ms=latency_ms,
         wall_seconds=wall_seconds,
         rows=report["rows"],
-        requests=requests_logged(base_url) - logged_before,
+        requests=len(statuses),
         client_requests=report["client_requests"],
         peak_rss_mb=report["peak_rss_mb"],
+        throttled=statuses.count(429),
+        request_span=max(entry["finished_at"] for entry in logged) - logged[0]["at"],
     )
 
 
@@ -405,6 +453,68 @@ def memory_benchmark(args: argparse.Namespace) -> None:
     publish(lines, "latest-memory.txt")
 
 
+RATE_LATENCY_MS = 25
+BOUND_TARGET = 0.9
+WASTED_TARGET = 0.05
+
+
+def rate_benchmark(args: argparse.Namespace) -> None:
+    sizes = scaled(STANDARD_SIZES, args.scale)
+    with demo_server(sizes) as base_url:
+        live = live_counts(base_url)
+        pages = pages_needed(base_url)
+        set_latency(base_url, RATE_LATENCY_MS)
+        lines = [
+            f"{'rate':>4}  {'headers':<7}  {'contender':<12}  {'wall s':>7}  {'bound s':>7}  "
+            f"{'bound/wall':>10}  {'bound/span':>10}  {'requests':>8}  {'429s':>5}  "
+            f"{'wasted':>6}  {'wasted %':>8}",
+        ]
+        runs = []
+        for rate in args.rate_limit:
+            for style in args.rate_headers:
+                headers = None if style == "none" else style
+                bound = (pages - args.burst) / rate
+                for contender in args.contenders:
+                    set_rate_limit(base_url, rate, args.burst, headers)
+                    progress(f"{LABELS[contender]} at {rate:g} req/s, headers {style} ...")
+                    run = run_contender(contender, base_url, RATE_LATENCY_MS)
+                    runs.append(run)
+                    wasted = run.requests - pages
+                    verdict = ""
+                    if contender == "crmsync":
+                        ok = bound / run.wall_seconds >= BOUND_TARGET
+                        ok = ok and wasted <= WASTED_TARGET * pages
+                        verdict = f"  {pass_fail(ok)}"
+                    line = (
+                        f"{rate:>4g}  {style:<7}  {LABELS[contender]:<12}  "
+                        f"{run.wall_seconds:>7.1f}  {bound:>7.1f}  "
+                        f"{bound / run.wall_seconds:>10.2f}  {bound / run.request_span:>10.2f}  "
+                        f"{run.requests:>8,}  "
+                        f"{run.throttled:>5,}  {wasted:>6,}  {wasted / pages:>8.1%}{verdict}"
+                    )
+                    progress("  " + line)
+                    lines.append(line)
+        set_rate_limit(base_url, 0, 1, None)
+    data = (
+        f"data: {format_sizes(sizes)}; {pages:,} pages; burst {args.burst}; "
+        f"{RATE_LATENCY_MS} ms latency"
+    )
+    lines = [*header("crmsync rate-limit benchmark", data), "", *lines]
+    lines += [
+        "",
+        f"target for crmsync: bound/wall >= {BOUND_TARGET} and wasted <= {WASTED_TARGET:.0%}",
+        "",
+    ]
+    for contender in dict.fromkeys(run.contender for run in runs):
+        row_warnings = [
+            w for run in runs if run.contender == contender and (w := rows_warning(run, live))
+        ]
+        lines += row_warnings or [
+            f"{LABELS[contender]}: every run landed the server's live records"
+        ]
+    publish(lines, "latest-rate.txt")
+
+
 # --- plumbing ---
 
 
@@ -427,6 +537,20 @@ def contender_list(text: str) -> list[str]:
     return names
 
 
+def rate_list(text: str) -> list[float]:
+    rates = [float(value) for value in text.split(",")]
+    if min(rates) <= 0:
+        raise argparse.ArgumentTypeError("rates are requests a second > 0")
+    return rates
+
+
+def header_styles(text: str) -> list[str]:
+    styles = [value.strip() for value in text.split(",")]
+    if not set(styles) <= {"none", "x", "ietf", "both"}:
+        raise argparse.ArgumentTypeError("a comma-separated subset of none,x,ietf,both")
+    return styles
+
+
 def latency_list(text: str) -> list[int]:
     latencies = [int(value) for value in text.split(",")]
     if min(latencies) < 0:
@@ -443,6 +567,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="peak RSS of crmsync at 100k and 1M records and of plain dlt instead "
         "(ignores --contenders and --latencies)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=rate_list,
+        help="rate-limited runs at these requests/s instead (e.g. 5,10,20; 25 ms latency)",
+    )
+    parser.add_argument("--burst", type=int, default=10, help="the rate limit's burst")
+    parser.add_argument(
+        "--rate-headers",
+        type=header_styles,
+        default=["none"],
+        help="with --rate-limit: none, x (X-RateLimit-*), ietf (RateLimit-*), both; "
+        "a list runs each",
     )
     parser.add_argument("--contenders", type=contender_list, default=list(CONTENDERS))
     parser.add_argument(
@@ -471,6 +608,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     if args.memory:
         memory_benchmark(args)
+    elif args.rate_limit:
+        rate_benchmark(args)
     else:
         benchmark(args)
     progress(f"done in {(time.perf_counter() - started) / 60:.1f} min")

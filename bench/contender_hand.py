@@ -6,11 +6,12 @@ DuckDB to store them. Resources are read one after the other, pages in order, wi
 is what crmsync's merge with ``hard_delete`` leaves in its tables. Nested objects become
 ``parent__child`` columns (one level); lists, deeper objects and ``payload`` are stored as
 JSON text. No schema hints, no state, no incremental cursor: the least work that lands the
-same tables.
+same tables. A 429 is waited out for its ``Retry-After`` and the page asked for again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,9 @@ def read_pages(
     while True:
         params = {endpoint.page_param: page, endpoint.limit_param: PAGE_SIZE, **INCLUDE_DELETED}
         response = session.get(base_url + endpoint.path, params=params, timeout=TIMEOUT_SECONDS)
+        if response.status_code == 429:  # the same page again, as soon as the CRM says
+            time.sleep(int(response.headers.get("Retry-After", "1")))
+            continue
         response.raise_for_status()
         records: list[dict[str, Any]] = orjson.loads(response.content)[name]
         yield records

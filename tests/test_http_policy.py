@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from crmsync.demo_server import DemoServer, Fault
+from crmsync.demo_server.rate_limit import TokenBucket
 from crmsync.failures import EXIT_CONFIG, EXIT_SOURCE, describe
 from crmsync.http_policy import InsecureTransportError, check_transport
 from crmsync.source import SyncOptions
@@ -202,11 +203,12 @@ def _tables(destination: DuckDBDestination) -> set[str]:
         return set()
 
 
-def test_a_429_pauses_every_resource_for_its_retry_after(
+def test_a_429_pauses_every_resource_for_its_retry_after_less_its_rounding(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
+    """Retry-After is whole seconds rounded up: the other requests wait one second less."""
     server: DemoServer = start_crm({"contacts": 2000, "events": 2000})  # type: ignore[operator]
-    server.faults.add(Fault("/contacts", "status", status=429, retry_after="1", page=2))
+    server.faults.add(Fault("/contacts", "status", status=429, retry_after="2", page=2))
 
     sync(server, destination, SyncOptions(resources=("contacts", "events")))
 
@@ -243,3 +245,19 @@ def test_every_page_goes_through_the_proxy_the_environment_names_read_ahead_or_n
     assert served == [1, 2, 3, 4, 5, 6]  # pages 2 to 6 are read ahead once page 1 gives a total
     assert carried == served
     assert destination.current_ids("contacts") == sorted(server.store.ids("contacts"))
+
+
+@pytest.mark.parametrize("headers", ["x", "ietf"])
+def test_against_a_token_bucket_requests_are_paced_so_that_429s_are_few(
+    start_crm: object, destination: DuckDBDestination, headers: str
+) -> None:
+    bucket = TokenBucket(rate=10, burst=5, headers=headers)
+    server: DemoServer = start_crm({"contacts": 10_000}, rate_limit=bucket)  # type: ignore[operator]
+
+    result = sync(server, destination, CONTACTS, policy=fast_policy(max_in_flight=2))
+
+    assert destination.current_ids("contacts") == sorted(server.store.ids("contacts"))
+    throttled = [r for r in server.requests if r.status == 429]
+    assert len(throttled) <= 2
+    assert len(server.requests) == 21 + len(throttled)  # 20 full pages, then an empty one
+    assert result.ledger.tallies["/contacts"].throttled == len(throttled)

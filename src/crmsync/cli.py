@@ -217,7 +217,7 @@ def _run_and_report(
         f"crmsync: syncing {redact_url(connection.base_url)} into {settings.destination}",
         err=True,
     )
-    with progress(ledger, interval=progress_interval):
+    with progress(ledger, waiting=lambda: ledger.holding(), interval=progress_interval):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
     if as_json:
         click.echo(dumps(result_document(result, settings)))
@@ -249,6 +249,11 @@ def _print_ledger(ledger: RunLedger) -> None:
             + "".join(f"{c:>10}" for c in cells)
             + f"{_moved(t):>11}{complete:>10}"
             + ("" if t.outcome == "ok" else f"  ({t.outcome})")
+        )
+    if ledger.learnt_rate is not None:
+        click.echo(
+            f"Rate limit: paced to {ledger.learnt_rate:.1f} requests/s, requests held"
+            f" {ledger.paced_seconds:.1f}s for it"
         )
     click.echo(f"Elapsed: {ledger.elapsed_seconds:.1f}s")
 
@@ -367,6 +372,15 @@ def demo(seed: int, debug: bool) -> None:
 @click.option("--username", default=DEFAULT_USERNAME, show_default=True)
 @click.option("--password", default=DEFAULT_PASSWORD)
 @click.option("--latency-ms", default=0.0, show_default=True)
+@click.option(
+    "--rate-limit", default=0.0, show_default=True, help="A token bucket: requests/s, 0 = none."
+)
+@click.option("--burst", default=10, show_default=True, help="Requests the bucket holds.")
+@click.option(
+    "--rate-headers",
+    type=click.Choice(["x", "ietf", "both"]),
+    help="Send X-RateLimit-* (x), RateLimit-* (ietf) or both on every response.",
+)
 @click.option("--accounts", type=int, default=DEFAULT_SIZES["accounts"], show_default=True)
 @click.option("--contacts", type=int, default=DEFAULT_SIZES["contacts"], show_default=True)
 @click.option("--events", type=int, default=DEFAULT_SIZES["events"], show_default=True)
@@ -379,12 +393,17 @@ def serve(
     username: str,
     password: str,
     latency_ms: float,
+    rate_limit: float,
+    burst: int,
+    rate_headers: str | None,
     **sizes: int,
 ) -> None:
     """Run the bundled CRM alone (until Ctrl-C)."""
     from crmsync.demo_server.__main__ import serve as serve_forever
 
-    serve_forever(host, port, seed, sizes, username, password, latency_ms)
+    serve_forever(
+        host, port, seed, sizes, username, password, latency_ms, rate_limit, burst, rate_headers
+    )
 
 
 @main.command()

@@ -2,12 +2,13 @@
 
 The retry policy is the seed's — 429/500/502/503/504, connection errors, timeouts and a `200`
 whose body is not JSON are retried up to 3 times with exponential backoff (factor 2),
-`Retry-After` honoured up to a cap — built from dlt's own retry pieces (`retry_if_status`,
-`wait_exponential_retry_after`) on a session that rest_api uses for every resource, including
-the ones a user adds. A `200` that is JSON but not a page of records (`crmsync.page_shape`) is
-retried the same way. Each attempt is bounded by a deadline and follows its redirects itself
-(`crmsync.exchange`). The same session enforces one budget for the whole run, because a CRM's
-rate limit is per account, not per resource.
+`Retry-After` honoured up to a cap — built from dlt's and tenacity's retry pieces
+(`retry_if_status`, `wait_exponential`) on a session that rest_api uses for every resource,
+including the ones a user adds. A `200` that is JSON but not a page of records
+(`crmsync.page_shape`) is retried the same way. Each attempt is bounded by a deadline and
+follows its redirects itself (`crmsync.exchange`). The same session enforces one budget for the
+whole run, paced to the CRM's rate limit (`crmsync.pacing`), because that limit is per account,
+not per resource.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
-from dlt.sources.helpers.requests.retry import retry_if_status, wait_exponential_retry_after
+from dlt.sources.helpers.requests.retry import retry_if_status
 from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
 from dlt.sources.rest_api.config_setup import register_auth
 from requests.adapters import HTTPAdapter
@@ -31,10 +33,12 @@ from tenacity import (
     retry_any,
     retry_if_exception_type,
     stop_after_attempt,
+    wait_exponential,
 )
 
 from crmsync.exchange import exchange
 from crmsync.ledger import RunLedger
+from crmsync.pacing import Pacer, Ticket, retry_after_seconds
 from crmsync.page_decoding import DictDecoder, MalformedBody
 from crmsync.page_shape import NotAPageError, PageShapes
 from crmsync.pagination import PageLookahead
@@ -128,52 +132,75 @@ class DecodedJsonResponse(requests.Response):
 
 
 class RequestBudget:
-    """At most `max_in_flight` requests open and `max_per_second` started, run-wide.
+    """At most `max_in_flight` requests open, each started when the run's `Pacer` allows.
 
-    A 429 halves the requests allowed in flight and pauses every new request until its
-    `Retry-After` has passed; each success afterwards gives one slot back, up to the maximum.
+    The pacer spaces requests to the rate it learns from the CRM, under the user's
+    `max_per_second` if set (`crmsync.pacing`). A 429 also halves the requests allowed in
+    flight; each success afterwards gives one slot back, up to the maximum.
     """
 
-    def __init__(self, max_in_flight: int, max_per_second: float = 0.0) -> None:
+    def __init__(
+        self,
+        max_in_flight: int,
+        max_per_second: float = 0.0,
+        max_pause: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_in_flight = max(1, max_in_flight)
         self.allowed_in_flight = self.max_in_flight
-        self.min_interval = 1.0 / max_per_second if max_per_second > 0 else 0.0
+        self.pacer = Pacer(max_per_second, max_pause, clock)
+        """The run's figures: `pacer.rate`, `pacer.waited_seconds`, `pacer.throttled`."""
         self._in_flight = 0
-        self._next_start = 0.0
-        self._paused_until = 0.0
         self._condition = threading.Condition()
 
-    def acquire(self) -> None:
+    def acquire(self) -> Ticket:
+        """Waits for a slot and the pacer; the ticket goes back with `release`."""
         with self._condition:
             while True:
-                now = time.monotonic()
-                wait = max(self._paused_until, self._next_start) - now
-                if self._in_flight < self.allowed_in_flight and wait <= 0:
-                    self._in_flight += 1
-                    self._next_start = max(now, self._next_start) + self.min_interval
-                    return
-                self._condition.wait(timeout=wait if wait > 0 else None)
+                wait: float | None = None
+                if self._in_flight < self.allowed_in_flight:
+                    wait = self.pacer.delay()
+                    self.pacer.hold(wait > 0)
+                    if wait <= 0:
+                        self._in_flight += 1
+                        return self.pacer.start()
+                self._condition.wait(timeout=wait)
 
-    def release(self, throttled_for: float | None = None) -> None:
+    def release(self, ticket: Ticket, response: requests.Response | None) -> None:
+        """The request of ``ticket`` is answered (``response``) or failed without one (None)."""
         with self._condition:
             self._in_flight -= 1
-            if throttled_for is not None:
+            if response is not None:
+                self.pacer.learn(ticket, response.status_code, response.headers)
+            if response is not None and response.status_code == 429:
                 self.allowed_in_flight = max(1, self.allowed_in_flight // 2)
-                self._paused_until = max(self._paused_until, time.monotonic() + throttled_for)
             elif self.allowed_in_flight < self.max_in_flight:
                 self.allowed_in_flight += 1
             self._condition.notify_all()
 
 
-def _throttled_for(
-    response: requests.Response | None, wait: wait_exponential_retry_after
-) -> float | None:
-    """Seconds a 429 asks every request to wait (read as the retry wait reads it, capped the
-    same way); None if not a 429."""
-    if response is None or response.status_code != 429:
+class _WaitRetryAfter(wait_exponential):
+    """Exponential backoff, or the answer's ``Retry-After`` (up to the cap) where it has one."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        response = _response_of(retry_state)
+        header = response.headers.get("Retry-After") if response is not None else None
+        seconds = retry_after_seconds(header)
+        if seconds:
+            return float(max(self.min, min(self.max, seconds)))
+        return float(super().__call__(retry_state))
+
+
+def _response_of(state: RetryCallState) -> requests.Response | None:
+    outcome = state.outcome
+    if outcome is None:
         return None
-    header = response.headers.get("Retry-After", "")
-    return (wait._parse_retry_after(header) if header else None) or 0.0
+    error = outcome.exception()
+    if error is not None:
+        response = getattr(error, "response", None)
+        return response if isinstance(response, requests.Response) else None
+    result = outcome.result()
+    return result if isinstance(result, requests.Response) else None
 
 
 class CrmSession(requests.Session):
@@ -189,7 +216,9 @@ class CrmSession(requests.Session):
         self.policy = policy
         self.decoder = decoder or DictDecoder()
         self.ledger = ledger or RunLedger()
-        self.budget = RequestBudget(policy.max_in_flight, policy.max_requests_per_second)
+        self.budget = RequestBudget(
+            policy.max_in_flight, policy.max_requests_per_second, policy.max_retry_delay
+        )
         self.pages = PageShapes()
         self.timeout = (policy.connect_timeout, policy.read_timeout)
         self.lookahead = PageLookahead(self, policy.max_in_flight)
@@ -197,9 +226,6 @@ class CrmSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self.headers["User-Agent"] = "crmsync"
-        self._wait = wait_exponential_retry_after(
-            multiplier=policy.backoff_factor, max=policy.max_retry_delay
-        )
         self._environment: dict[tuple[str, str], _Settings] = {}
         self._retrying = Retrying(
             retry=retry_any(
@@ -214,7 +240,7 @@ class CrmSession(requests.Session):
                     )
                 ),
             ),
-            wait=self._wait,
+            wait=_WaitRetryAfter(multiplier=policy.backoff_factor, max=policy.max_retry_delay),
             stop=stop_after_attempt(policy.max_retries + 1),
             before_sleep=self._count_retry,
             reraise=True,
@@ -272,7 +298,7 @@ class CrmSession(requests.Session):
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path
         self.ledger.attempt(path)
-        self.budget.acquire()
+        ticket = self.budget.acquire()
         response: requests.Response | None = None
         try:
             response = exchange(
@@ -286,7 +312,7 @@ class CrmSession(requests.Session):
             response = error.response
             raise
         finally:
-            self.budget.release(_throttled_for(response, self._wait))
+            self.budget.release(ticket, response)
         if response.status_code == 200:
             _decode_json_body(response, self.decoder, path)
             self.pages.check(path, response.json(), response)

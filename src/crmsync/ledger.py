@@ -35,6 +35,8 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "refetched": {"data_type": "bigint"},
     "list_moved": {"data_type": "bool"},
     "reported_total": {"data_type": "bigint"},
+    "learnt_rate": {"data_type": "double"},
+    "paced_seconds": {"data_type": "double"},
     "complete": {"data_type": "bool"},
     "outcome": {"data_type": "text"},
 }
@@ -102,6 +104,12 @@ class RunLedger:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tallies: dict[str, ResourceTally] = field(default_factory=dict)
+    learnt_rate: float | None = None
+    """Requests per second the run was paced to (`crmsync.pacing`); None if never paced."""
+    paced_seconds: float = 0.0
+    """Seconds requests ready to go were held back for the CRM's rate limit."""
+    holding: Callable[[], bool] = field(default=lambda: False, repr=False)
+    """Whether requests are being held back for the rate limit right now."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _started: float = field(default_factory=time.monotonic, repr=False)
 
@@ -157,6 +165,8 @@ class RunLedger:
                     **{k: v for k, v in asdict(tally).items() if k in RUNS_COLUMNS},
                     "list_moved": tally.list_moved,
                     "complete": tally.complete,
+                    "learnt_rate": self.learnt_rate,
+                    "paced_seconds": round(self.paced_seconds, 3),
                 }
                 for tally in self.tallies.values()
             ]

@@ -33,6 +33,8 @@ def ledger_document(ledger: RunLedger) -> dict[str, Any]:
         "run_id": ledger.run_id,
         "started_at": ledger.started_at.isoformat(),
         "elapsed_seconds": round(ledger.elapsed_seconds, 3),
+        "learnt_rate": ledger.learnt_rate,
+        "paced_seconds": round(ledger.paced_seconds, 3),
         "resources": resources,
     }
 

@@ -147,6 +147,8 @@ def _run(
         ProcessDecoder(sync.page_processes) if sync.arrow_pages and sync.page_processes else None
     )
     session = CrmSession(policy, ledger, decoder)
+    pacer = session.budget.pacer
+    ledger.holding = lambda: pacer.holding
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, session)
@@ -155,6 +157,7 @@ def _run(
         _extract(pipeline, source, sync, file_format, policy, ledger)
     finally:
         session.close()
+        ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
     ledger.finish()
     try:
         # the ledger is extracted once the data is normalized: extracted before, it would change

@@ -77,3 +77,20 @@ def test_the_same_seed_serves_the_same_records_in_another_process() -> None:
 
     assert first_contacts("3") == seed_3
     assert first_contacts("4") != seed_3
+
+
+def test_a_rate_limit_on_the_command_line_refuses_requests_past_its_burst() -> None:
+    limit = ["--rate-limit", "0.5", "--burst", "2", "--rate-headers", "ietf"]
+    with launch("--port", "0", "--contacts", "3", *limit) as process:
+        assert process.stdout is not None
+        url = process.stdout.readline().removeprefix("listening on ").strip()
+        answers = [
+            requests.get(f"{url}/contacts", auth=("demo", "demo-password"), timeout=5)
+            for _ in range(3)
+        ]
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].headers["Retry-After"] == "2"
+    assert answers[1].headers["RateLimit-Limit"] == "2"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from crmsync.demo_server.app import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.demo_server.data import DEFAULT_SIZES, RESOURCES
+from crmsync.demo_server.rate_limit import HEADER_STYLES, TokenBucket
 
 
 def serve(
@@ -23,8 +24,15 @@ def serve(
     username: str,
     password: str,
     latency_ms: float,
+    rate_limit: float = 0.0,
+    burst: int = 10,
+    rate_headers: str | None = None,
 ) -> None:
-    """Serves until SIGINT or SIGTERM; must run in the main thread (it installs handlers)."""
+    """Serves until SIGINT or SIGTERM; must run in the main thread (it installs handlers).
+
+    ``rate_limit`` requests a second (0: none), ``burst`` at once, ``rate_headers`` as in
+    `crmsync.demo_server.rate_limit`.
+    """
     stopping = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stopping.set())
@@ -39,6 +47,7 @@ def serve(
             host=host,
             port=port,
             latency_ms=latency_ms,
+            rate_limit=TokenBucket(rate_limit, burst, rate_headers) if rate_limit else None,
         )
         with server:
             print(f"listening on {server.base_url}", flush=True)
@@ -67,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--username", default=DEFAULT_USERNAME)
     parser.add_argument("--password", default=DEFAULT_PASSWORD)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--rate-limit", type=float, default=0.0, help="requests/s; 0: none")
+    parser.add_argument("--burst", type=int, default=10, help="requests at once (default 10)")
+    parser.add_argument("--rate-headers", choices=sorted(HEADER_STYLES))
     args = parser.parse_args(argv)
     serve(
         host=args.host,
@@ -76,6 +88,9 @@ def main(argv: list[str] | None = None) -> None:
         username=args.username,
         password=args.password,
         latency_ms=args.latency_ms,
+        rate_limit=args.rate_limit,
+        burst=args.burst,
+        rate_headers=args.rate_headers,
     )
 
 

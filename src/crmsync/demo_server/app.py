@@ -31,6 +31,7 @@ import orjson
 
 from crmsync.demo_server.data import RESOURCES
 from crmsync.demo_server.faults import Fault, FaultPlan
+from crmsync.demo_server.rate_limit import Admission, TokenBucket
 from crmsync.demo_server.store import CrmStore, Mutation
 
 DEFAULT_USERNAME = "demo"
@@ -157,6 +158,11 @@ def _fault_response(fault: Fault) -> _Response:
     return _error(fault.status, code, f"injected fault: {phrase}", headers)
 
 
+def _throttled(admission: Admission) -> _Response:
+    headers = {"Retry-After": str(admission.retry_after), **admission.headers}
+    return _error(429, "rate_limited", "too many requests; retry after Retry-After", headers)
+
+
 def _json_object(body: bytes) -> dict[str, Any]:
     document = orjson.loads(body) if body else {}
     if not isinstance(document, dict):
@@ -193,6 +199,17 @@ def _control_latency(demo: DemoServer, body: dict[str, Any]) -> _Response:
     return _Response(204)
 
 
+def _control_rate_limit(demo: DemoServer, body: dict[str, Any]) -> _Response:
+    """A fresh, full bucket (``rate`` 0 lifts the limit): benchmarks change it between runs."""
+    rate, burst = body.get("rate", 0), body.get("burst", 1)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 0:
+        raise ValueError("rate must be a number >= 0")
+    if type(burst) is not int:
+        raise ValueError("burst must be an integer")
+    demo.rate_limit = TokenBucket(rate, burst, body.get("headers")) if rate else None
+    return _Response(204)
+
+
 def _control_requests(demo: DemoServer, body: dict[str, Any]) -> _Response:
     return _json(200, demo.requests)
 
@@ -203,6 +220,7 @@ _CONTROL: dict[str, dict[str, _ControlAction]] = {
     "/_control/mutate": {"POST": _control_mutate},
     "/_control/faults": {"POST": _control_add_fault, "DELETE": _control_clear_faults},
     "/_control/latency": {"POST": _control_latency},
+    "/_control/rate_limit": {"POST": _control_rate_limit},
     "/_control/requests": {"GET": _control_requests},
 }
 
@@ -246,10 +264,15 @@ class _Handler(BaseHTTPRequestHandler):
         endpoint = _ENDPOINTS.get(url.path)
         fault = None
         response: _Response | None
-        if authorized:
+        admission = demo.rate_limit.admit() if authorized and demo.rate_limit else None
+        if admission is not None and not admission.allowed:
+            response = _throttled(admission)
+        elif authorized:
             page = _count(params.get(endpoint.page_param, "1")) if endpoint else None
             fault = demo.faults.take(url.path, page)
             response = self._api(url.path, endpoint, params, fault)
+            if response is not None and admission is not None:
+                response.headers.update(admission.headers)
         else:
             response = _unauthorized()
         # Logged before the answer leaves, so a client that has its answer finds it logged.
@@ -391,8 +414,9 @@ class _HttpServer(ThreadingHTTPServer):
 class DemoServer:
     """The demo CRM, serving its generated records from a background thread.
 
-    Tests drive it in-process (``store``, ``faults``, ``mutate``, ``latency_ms``) and read
-    back what clients did (``requests``); other processes use the control API instead.
+    Tests drive it in-process (``store``, ``faults``, ``mutate``, ``latency_ms``,
+    ``rate_limit``) and read back what clients did (``requests``); other processes use the
+    control API instead. ``rate_limit``, if set, is one token bucket for every API request.
     """
 
     def __init__(
@@ -404,6 +428,7 @@ class DemoServer:
         host: str = "127.0.0.1",
         port: int = 0,
         latency_ms: float = 0,
+        rate_limit: TokenBucket | None = None,
     ) -> None:
         self.store = CrmStore(sizes, seed)
         self.faults = FaultPlan()
@@ -412,6 +437,7 @@ class DemoServer:
         """Called in the request's thread just before a page is cut from the list, with the
         resource, the page number and the query: a test moves the list at chosen moments
         between concurrent page requests (and may block to order them)."""
+        self.rate_limit = rate_limit
         self._credentials = f"{username}:{password}".encode()
         self._address = (host, port)
         self._httpd: _HttpServer | None = None
