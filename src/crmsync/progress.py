@@ -67,7 +67,6 @@ def _live(ledger: RunLedger, stream: TextIO, waiting: Callable[[], bool]) -> Ite
         expand=True,
     )
     tasks: dict[str, TaskID] = {}
-    done = threading.Event()
 
     def update() -> None:
         for tally in list(ledger.tallies.values()):
@@ -83,19 +82,12 @@ def _live(ledger: RunLedger, stream: TextIO, waiting: Callable[[], bool]) -> Ite
                 state=_state(tally, waiting),
             )
 
-    def refresh() -> None:
-        while not done.wait(REFRESH_SECONDS):
-            update()
-
     with bars, _logs_above(bars):
-        thread = threading.Thread(target=refresh, daemon=True, name="crmsync-progress")
-        thread.start()
         try:
-            yield
+            with _every(REFRESH_SECONDS, update):
+                yield
         finally:
-            done.set()
-            thread.join()
-            update()
+            update()  # the last figures, before the bars stop
 
 
 class _CurrentStderr:
@@ -133,15 +125,25 @@ def _logs_above(bars: Progress) -> Iterator[None]:
 def _plain(
     ledger: RunLedger, stream: TextIO, waiting: Callable[[], bool], interval: float
 ) -> Iterator[None]:
+    def report() -> None:
+        for tally in list(ledger.tallies.values()):
+            if tally.outcome == "running":
+                print(f"crmsync: {plain_line(tally, ledger, waiting)}", file=stream, flush=True)
+
+    with _every(interval, report):
+        yield
+
+
+@contextmanager
+def _every(seconds: float, action: Callable[[], None]) -> Iterator[None]:
+    """Runs `action` every `seconds` in a thread of its own while the block runs."""
     done = threading.Event()
 
-    def report() -> None:
-        while not done.wait(interval):
-            for tally in list(ledger.tallies.values()):
-                if tally.outcome == "running":
-                    print(f"crmsync: {plain_line(tally, ledger, waiting)}", file=stream, flush=True)
+    def repeat() -> None:
+        while not done.wait(seconds):
+            action()
 
-    thread = threading.Thread(target=report, daemon=True, name="crmsync-progress")
+    thread = threading.Thread(target=repeat, daemon=True, name="crmsync-progress")
     thread.start()
     try:
         yield
