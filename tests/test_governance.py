@@ -94,14 +94,20 @@ def test_hashing_without_a_key_is_a_configuration_error(
     )
 
 
-@pytest.mark.parametrize("contract", ['"freeze"', '{ columns = "freeze" }'])
+@pytest.mark.parametrize(
+    "overlay",
+    [
+        '[[resources]]\nname = "contacts"\nschema_contract = "freeze"\n',
+        '[[resources]]\nname = "contacts"\nschema_contract = { columns = "freeze" }\n',
+        '[resource_defaults]\nschema_contract = { columns = "freeze" }\n',
+    ],
+    ids=["resource", "resource-columns", "default-columns"],
+)
 def test_under_freeze_a_new_field_stops_the_run_before_anything_loads(
-    crm: DemoServer, workdir: Path, tmp_path: Path, contract: str
+    crm: DemoServer, workdir: Path, tmp_path: Path, overlay: str
 ) -> None:
     destination = DuckDBDestination(workdir)
-    profile = profile_with(
-        tmp_path, f'[[resources]]\nname = "contacts"\nschema_contract = {contract}\n'
-    )
+    profile = profile_with(tmp_path, overlay)
     options = SyncOptions(resources=("contacts",))
     sync(crm, destination, options)  # dlt's `freeze` of tables refuses a table's first load
     crm.store.update("contacts", [3], {"loyalty_level": "gold", "title": "changed"})
