@@ -9,12 +9,13 @@ test says only which records, and reads what landed in DuckDB.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.loopback import LoopbackServer
 
 STAMP = "2026-03-01T10:00:00Z"
 
@@ -24,16 +25,15 @@ def record(ident: Any, **fields: Any) -> dict[str, Any]:
     return {"id": ident, "created_at": STAMP, "updated_at": STAMP, **fields}
 
 
-class RecordServer:
+class RecordServer(LoopbackServer):
     """`records` of `resource` in pages of `page[limit]` (the CRM's own pages of 500 unless a
     test's profile asks for fewer), on a free loopback port."""
 
     def __init__(self, resource: str, records: Sequence[dict[str, Any]]) -> None:
         self.resource = resource
         self.records = list(records)
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._http.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        super().__init__(self._handler())
+        self.base_url = self.url
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -66,11 +66,5 @@ class RecordServer:
 
     @contextmanager
     def running(self) -> Iterator[RecordServer]:
-        thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with self:
             yield self
-        finally:
-            self._http.shutdown()
-            self._http.server_close()
-            thread.join()

@@ -12,11 +12,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+
+from tests.support.loopback import LoopbackServer
 
 Answer = Callable[["Exchange"], None]
 
@@ -60,36 +61,21 @@ class _Server(ThreadingHTTPServer):
     crm: HostileServer
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), Exchange)
-        self._server.crm = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Exchange, _Server)
+        cast(_Server, self.http).crm = self
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def record(self, seen: Seen) -> None:
         with self._lock:
             self.seen.append(seen)
-
-    def __enter__(self) -> HostileServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def contact(n: int) -> dict[str, Any]:
