@@ -90,6 +90,11 @@ def working_folder(settings: RunSettings) -> Iterator[str]:
             _publish(Path(folder) / settings.pipeline_name)
 
 
+LOADED_DATA_FILES = ("*.parquet", "*.jsonl", "*.insert_values", "*.gz")
+"""The data files of the run's load packages: already in the destination, and as large as the
+load, so the copy for dlt's tools leaves them out (it keeps state, schemas, trace, package info)."""
+
+
 def _publish(pipeline_folder: Path) -> None:
     """Leaves a copy of the run's working folder where dlt's own tools look for it
     (`dlt pipeline crmsync info`, `trace`, `schema`, `show`). The next run still starts from a
@@ -98,7 +103,7 @@ def _publish(pipeline_folder: Path) -> None:
         return
     target = Path(get_dlt_pipelines_dir()) / pipeline_folder.name
     shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(pipeline_folder, target)
+    shutil.copytree(pipeline_folder, target, ignore=shutil.ignore_patterns(*LOADED_DATA_FILES))
 
 
 def make_pipeline(settings: RunSettings, pipelines_dir: str) -> dlt.Pipeline:
