@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import secrets
 from array import array as int_array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -203,8 +203,8 @@ class TypedPages:
             return self.dicts.prepare(rows, keys, page)
         return table
 
-    def _keys(self, count: int) -> list[str | None]:
-        return list(row_key_list(count)) if self.row_keys else [None] * count
+    def _keys(self, count: int) -> Sequence[str | None]:
+        return row_key_list(count) if self.row_keys else [None] * count
 
     def table(self, page: list[Any]) -> pa.Table | None:
         """`page` as a table; None where it goes as dicts, as every page after it will (a
