@@ -13,7 +13,7 @@ from contenders import vm_hwm_kb
 from crm_api import PASSWORD, USERNAME
 
 from crmsync import page_decoding
-from crmsync.source import CrmConnection
+from crmsync.connection import CrmConnection
 from crmsync.sync import RunSettings, run_sync
 
 DATABASE = "crmsync.duckdb"
@@ -24,7 +24,7 @@ SCHEMA = "crm"
 def run(base_url: str, workdir: Path) -> int:
     """Syncs every resource; returns the requests crmsync's own ledger counted."""
     result = run_sync(
-        CrmConnection(base_url, USERNAME, PASSWORD),
+        CrmConnection.basic(base_url, USERNAME, PASSWORD),
         RunSettings(destination="duckdb", pipelines_dir=str(workdir / "pipelines")),
     )
     return sum(tally.requests for tally in result.ledger.tallies.values())

@@ -25,8 +25,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from crmsync.connection import CrmConnection
 from crmsync.failures import EXIT_CONFIG, describe
-from crmsync.source import CrmConnection, SyncOptions
+from crmsync.source import SyncOptions
 from crmsync.sync import DEFAULT_DATASET, RunSettings, SyncFailed, run_sync
 
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 
 from crmsync.arrow_pages import DecodedPage
+from crmsync.connection import CrmConnection
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.http_policy import HttpPolicy
 from crmsync.page_decoding import ProcessDecoder
 from crmsync.profile import Profile, load_profile
-from crmsync.source import CrmConnection, SyncOptions
+from crmsync.source import SyncOptions
 from crmsync.sync import SyncResult, run_sync
 from tests.support.destinations import (
     DeltaDestination,
@@ -89,7 +90,7 @@ def profile_with(folder: Path, overlay: str) -> Profile:
 
 
 def connection_to(server: DemoServer, password: str = DEFAULT_PASSWORD) -> CrmConnection:
-    return CrmConnection(server.base_url, DEFAULT_USERNAME, password)
+    return CrmConnection.basic(server.base_url, DEFAULT_USERNAME, password)
 
 
 def fast_policy(**overrides: Any) -> HttpPolicy:

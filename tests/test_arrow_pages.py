@@ -11,7 +11,7 @@ import pytest
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.demo_server import DemoServer
-from crmsync.profile import CRM_PROFILE
+from crmsync.profile import built_in_profile
 from crmsync.source import SyncOptions
 from tests.conftest import sync
 from tests.support.destinations import DuckDBDestination
@@ -56,7 +56,7 @@ def test_the_fast_path_loads_exactly_what_the_straightforward_path_loads(
         assert fast[table]["rows"] == straightforward[table]["rows"], table
 
 
-HINTS = CRM_PROFILE["resources"][1]["columns"] | {"updated_at": {"data_type": "timestamp"}}
+HINTS = built_in_profile()["resources"][1]["columns"] | {"updated_at": {"data_type": "timestamp"}}
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_a_missing_setting_is_named_in_one_line_with_exit_2(
 
     assert done.returncode == EXIT_CONFIG
     assert done.stderr.count("\n") == 1
-    assert done.stderr.startswith("crmsync: missing CRM setting: set ")
+    assert done.stderr.startswith("crmsync: missing CRM setting")
     for key in missing:
         assert key in done.stderr
     assert crm.requests == []
@@ -160,7 +160,7 @@ def test_a_config_file_adds_a_resource_and_changes_another(crm: DemoServer, work
 [[resources]]
 name = "contacts"
 [resources.endpoint.paginator]
-type = "page_number"
+type = "crm_page_number"
 page_param = "page[page]"
 limit_param = "page[limit]"
 limit = 25

@@ -66,7 +66,7 @@ def test_a_first_read_over_several_pages_counts_every_record_served(
         server, destination, SyncOptions(resources=("contacts",), page_processes=page_processes)
     )
 
-    tally = result.ledger.tallies["/contacts"]
+    tally = result.ledger.tallies["contacts"]
     assert (tally.rows, tally.reported_total, tally.complete) == (1600, 1600, True)
     assert destination.ids("contacts") == sorted(server.store.ids("contacts"))
 

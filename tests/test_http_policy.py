@@ -59,7 +59,7 @@ def test_a_transient_fault_is_retried_and_the_data_lands_exactly(
 
     assert len(crm.requests_for("contacts")) == case.attempts
     assert destination.current_ids("contacts") == sorted(crm.store.ids("contacts"))
-    tally = result.ledger.tallies["/contacts"]
+    tally = result.ledger.tallies["contacts"]
     assert (tally.requests, tally.retries, tally.outcome) == (
         case.attempts,
         case.attempts - 1,
@@ -77,7 +77,7 @@ def test_retry_after_is_waited_for_before_the_retry(
     throttled, retried = crm.requests_for("contacts")
     assert throttled.status == 429 and retried.status == 200
     assert retried.at - throttled.finished_at >= 1.0
-    tally = result.ledger.tallies["/contacts"]
+    tally = result.ledger.tallies["contacts"]
     assert (tally.throttled, tally.retries) == (1, 1)
     assert tally.wait_seconds >= 1.0
 
@@ -260,4 +260,4 @@ def test_against_a_token_bucket_requests_are_paced_so_that_429s_are_few(
     throttled = [r for r in server.requests if r.status == 429]
     assert len(throttled) <= 2
     assert len(server.requests) == 21 + len(throttled)  # 20 full pages, then an empty one
-    assert result.ledger.tallies["/contacts"].throttled == len(throttled)
+    assert result.ledger.tallies["contacts"].throttled == len(throttled)

@@ -176,7 +176,7 @@ def test_a_list_that_ignores_the_page_param_fails_at_its_second_page(
     profile = profile_with(
         tmp_path,
         f'[[resources]]\nname = "{resource}"\n'
-        f'endpoint = {{ paginator = {{ type = "page_number", {paginator}, limit = 500 }} }}\n',
+        f'endpoint = {{ paginator = {{ type = "crm_page_number", {paginator}, limit = 500 }} }}\n',
     )
 
     with pytest.raises(SyncFailed) as raised:
@@ -213,7 +213,7 @@ def test_integer_ids_sent_as_strings_load_whole_across_a_digit_boundary(
     profile = profile_with(
         tmp_path,
         '[[resources]]\nname = "contacts"\n'
-        'endpoint = { paginator = { type = "page_number", page_param = "page[page]",'
+        'endpoint = { paginator = { type = "crm_page_number", page_param = "page[page]",'
         ' limit_param = "page[limit]", limit = 450 } }\n'
         f'columns = {{ id = {{ data_type = "{id_type}", nullable = false }} }}\n',
     )

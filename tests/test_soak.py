@@ -36,14 +36,14 @@ LOOKBACK = 1.0
 SIZES = {"accounts": 700, "contacts": 1600, "events": 1200, "products": 300, "pipelines": 30}
 PAGES_OF_100 = """
 [resource_defaults.endpoint.paginator]
-type = "page_number"
+type = "crm_page_number"
 page_param = "page[page]"
 limit_param = "page[limit]"
 limit = 100
 
 [[resources]]
 name = "events"
-endpoint = { paginator = { type = "page_number", limit_param = "limit", limit = 100 } }
+endpoint = { paginator = { type = "crm_page_number", limit_param = "limit", limit = 100 } }
 """
 COMPARED = {
     "accounts": ("updated_at", "employee_count", "industry"),

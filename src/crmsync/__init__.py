@@ -10,12 +10,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from crmsync.source import CrmConnection, SyncOptions, crm_source, rest_api_source
+    from crmsync.connection import CrmConnection
+    from crmsync.source import SyncOptions, crm_source, rest_api_source
 
 __all__ = ["CrmConnection", "SyncOptions", "crm_source", "rest_api_source"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "CrmConnection":
+        return importlib.import_module("crmsync.connection").CrmConnection
     if name in __all__:
         return getattr(importlib.import_module("crmsync.source"), name)
     raise AttributeError(f"module 'crmsync' has no attribute {name!r}")

@@ -6,23 +6,28 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import requests
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.helpers.rest_client.utils import join_url
+from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 
+from crmsync.connection import CrmConnection
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.page_shape import envelope_keys
-from crmsync.pagination import PageNumberPaginator, paginator_from_config
-from crmsync.profile import Profile, endpoint_of, load_profile, resource_name, resource_names
+from crmsync.pagination import paginator_from_config
+from crmsync.plan import LISTING_SUFFIX, plan_resources
+from crmsync.profile import Profile, load_profile, resource_names
 from crmsync.progress import PLAIN_INTERVAL_SECONDS, progress
 from crmsync.redaction import redact_url
 from crmsync.run_report import dumps, failure_document, result_document
-from crmsync.source import CrmConnection, SyncOptions
+from crmsync.source import SyncOptions
 from crmsync.sync import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,
@@ -73,14 +78,27 @@ def _expected_failures(debug: bool, as_json: bool = False) -> Iterator[None]:
         raise
 
 
-def _connection_options(func: F) -> F:
-    func = click.option("--base-url", help="CRM base URL (else SOURCES__CRM__BASE_URL).")(func)
+def _profile_options(func: F) -> F:
     func = click.option(
         "--config",
         "config_path",
         type=click.Path(exists=True, dir_okay=False, path_type=Path),
         help="TOML/JSON file in the seed's shape that adds or changes resources.",
     )(func)
+    func = click.option(
+        "--profile",
+        "profile_path",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="TOML/JSON file describing the whole CRM (default: the bundled CRM's).",
+    )(func)
+    return func
+
+
+def _connection_options(func: F) -> F:
+    func = click.option(
+        "--base-url", help="CRM base URL (else SOURCES__CRM__BASE_URL, else the profile's)."
+    )(func)
+    func = _profile_options(func)
     func = click.option(
         "--allow-insecure-http",
         is_flag=True,
@@ -161,6 +179,7 @@ def main() -> None:
 )
 def run(
     base_url: str | None,
+    profile_path: Path | None,
     config_path: Path | None,
     allow_insecure_http: bool,
     debug: bool,
@@ -182,7 +201,8 @@ def run(
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
     with _expected_failures(debug, as_json):
-        connection = CrmConnection.from_config(base_url)
+        profile = load_profile(config_path, profile_path)
+        connection = CrmConnection.from_config(base_url, profile.get("client"))
         settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
         sync = SyncOptions(
             resources=_split(resources),
@@ -194,7 +214,6 @@ def run(
             strict=strict,
             page_processes=page_processes,
         )
-        profile = load_profile(config_path)
         policy = load_policy(allow_insecure_http=allow_insecure_http or None)
         if dry_run:
             check_transport(connection.base_url, policy.allow_insecure_http)
@@ -250,6 +269,9 @@ def _print_ledger(ledger: RunLedger) -> None:
             + f"{_moved(t):>11}{complete:>10}"
             + ("" if t.outcome == "ok" else f"  ({t.outcome})")
         )
+    for t in ledger.tallies.values():
+        if t.reads_in_full and not t.resource.endswith(LISTING_SUFFIX):
+            click.echo(f"  {t.resource}: the CRM filters it by no cursor: read in full, merged")
     if ledger.learnt_rate is not None:
         click.echo(
             f"Rate limit: paced to {ledger.learnt_rate:.1f} requests/s, requests held"
@@ -268,25 +290,29 @@ def _moved(tally: ResourceTally) -> str:
 @main.command()
 @_connection_options
 def check(
-    base_url: str | None, config_path: Path | None, allow_insecure_http: bool, debug: bool
+    base_url: str | None,
+    profile_path: Path | None,
+    config_path: Path | None,
+    allow_insecure_http: bool,
+    debug: bool,
 ) -> None:
     """Authenticate and read the first page of each resource."""
     with _expected_failures(debug):
-        connection = CrmConnection.from_config(base_url)
-        profile = load_profile(config_path)
+        profile = load_profile(config_path, profile_path)
+        connection = CrmConnection.from_config(base_url, profile.get("client"))
         policy = load_policy(allow_insecure_http=allow_insecure_http or None)
         check_transport(connection.base_url, policy.allow_insecure_http)
-    defaults = endpoint_of(profile.get("resource_defaults") or {})
+        plans = plan_resources(profile)
+        auth = create_auth(cast(Any, connection.dlt_auth()))
     worst = 0
     with CrmSession(policy) as session:
-        session.auth = (connection.username, connection.password)
-        for url, key in envelope_keys(profile, connection.base_url):
+        session.auth = auth
+        endpoints = [(plan.path, plan.records_key) for plan in plans]
+        for url, key in envelope_keys(endpoints, connection.base_url):
             session.expect_records(url, key)
-        for resource in profile["resources"]:
-            if isinstance(resource, str):
-                continue
-            name = resource_name(resource)
-            request = _first_page(connection.base_url, {**defaults, **endpoint_of(resource)})
+        for plan in plans:
+            name = plan.name
+            request = _first_page(connection.base_url, plan.config["endpoint"])
             try:
                 session.send(session.prepare_request(request)).raise_for_status()
                 click.echo(f"OK    {name}")
@@ -298,14 +324,18 @@ def check(
 
 
 def _first_page(base_url: str, endpoint: dict[str, Any]) -> requests.Request:
-    """Page 1 with one record: the cheapest request that proves a resource can be read."""
+    """The first page with one record (where the paginator has a page size param): the
+    cheapest request that proves a resource can be read."""
     params = dict(endpoint.get("params") or {})
-    request = requests.Request("GET", base_url.rstrip("/") + endpoint["path"], params=params)
+    request = requests.Request("GET", join_url(base_url, endpoint["path"]), params=params)
     paginator = paginator_from_config(endpoint.get("paginator"))
-    if isinstance(paginator, PageNumberPaginator):
+    if paginator is not None and not isinstance(paginator, BasePaginator):
+        paginator = create_paginator(paginator)
+    if paginator is not None:
         paginator.init_request(request)
-        if paginator.limit_param:
-            request.params[paginator.limit_param] = 1
+        limit_param = getattr(paginator, "limit_param", None)
+        if isinstance(limit_param, str):
+            request.params[limit_param] = 1
     return request
 
 
@@ -315,12 +345,7 @@ def _first_page(base_url: str, endpoint: dict[str, Any]) -> requests.Request:
 @click.option("--dataset-name", default=DEFAULT_DATASET, show_default=True)
 @click.option("--pipeline-name", default=DEFAULT_PIPELINE, show_default=True)
 @click.option("--working-dir", type=click.Path(file_okay=False), help="dlt's working folder.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The profile's overlay, to know its resources.",
-)
+@_profile_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def reset(
@@ -329,6 +354,7 @@ def reset(
     dataset_name: str,
     pipeline_name: str,
     working_dir: str | None,
+    profile_path: Path | None,
     config_path: Path | None,
     yes: bool,
     debug: bool,
@@ -336,7 +362,7 @@ def reset(
     """Drop resources' tables and cursors: their next sync reads everything again."""
     with _expected_failures(debug):
         names = _split(resources) or ()
-        known = resource_names(load_profile(config_path))
+        known = resource_names(load_profile(config_path, profile_path))
         unknown = sorted(set(names) - set(known))
         if unknown:
             raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
@@ -361,7 +387,7 @@ def demo(seed: int, debug: bool) -> None:
     """Start the bundled CRM, sync it into ./crmsync.duckdb, print what landed."""
     with DemoServer(sizes=DEFAULT_SIZES, seed=seed) as server, _expected_failures(debug):
         click.echo(f"crmsync: bundled CRM listening on {server.base_url}", err=True)
-        connection = CrmConnection(server.base_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
+        connection = CrmConnection.basic(server.base_url, DEFAULT_USERNAME, DEFAULT_PASSWORD)
         _run_and_report(connection, RunSettings(), SyncOptions(), load_profile(), load_policy())
 
 

@@ -45,7 +45,8 @@ from crmsync.profile import Profile, resource_names
 from crmsync.redaction import redact_url
 
 if TYPE_CHECKING:
-    from crmsync.source import CrmConnection, SyncOptions
+    from crmsync.connection import CrmConnection
+    from crmsync.source import SyncOptions
     from crmsync.sync import RunSettings
 
 FILESYSTEM = "filesystem"

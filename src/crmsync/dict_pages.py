@@ -134,10 +134,10 @@ class DictPages:
 def _describe(record: dict[str, Any], position: int, source: Any, bad: _BadValue) -> str:
     ident = record.get("id")
     named = f" (id {ident})" if ident is not None and bad.field != "id" else ""
-    return f"record {position} of {_page_name(source)}{named}: {bad.field} {bad.problem}"
+    return f"record {position} of {page_name(source)}{named}: {bad.field} {bad.problem}"
 
 
-def _page_name(source: Any) -> str:
+def page_name(source: Any) -> str:
     """`GET /accounts?page[page]=2` for rest_api's page (the request its response answered:
     rest_api's own request object already asks for the next page), else `a page`."""
     request = getattr(getattr(source, "response", None), "request", None)

@@ -24,8 +24,6 @@ import requests
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
 from dlt.sources.helpers.requests.retry import retry_if_status
-from dlt.sources.helpers.rest_client.auth import HttpBasicAuth
-from dlt.sources.rest_api.config_setup import register_auth
 from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
@@ -40,15 +38,13 @@ from crmsync.exchange import exchange
 from crmsync.ledger import RunLedger
 from crmsync.pacing import Pacer, Ticket, retry_after_seconds
 from crmsync.page_decoding import DictDecoder, MalformedBody
+from crmsync.page_observer import resource_of
 from crmsync.page_shape import NotAPageError, PageShapes
 from crmsync.pagination import PageLookahead
 from crmsync.redaction import redact_url
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
-
-register_auth("basic", HttpBasicAuth)
-"""The seed writes `"type": "basic"`; dlt calls the same scheme `http_basic`."""
 
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
@@ -297,7 +293,7 @@ class CrmSession(requests.Session):
 
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path
-        self.ledger.attempt(path)
+        self.ledger.attempt(resource_of(request), path)
         ticket = self.budget.acquire()
         response: requests.Response | None = None
         try:
@@ -326,7 +322,7 @@ class CrmSession(requests.Session):
         response = getattr(error, "response", None) if error is not None else None
         throttled = response is not None and response.status_code == 429
         wait = state.next_action.sleep if state.next_action is not None else 0.0
-        self.ledger.retry(path, wait, throttled)
+        self.ledger.retry(resource_of(request), path, wait, throttled)
 
 
 def _decode_json_body(response: requests.Response, decoder: DictDecoder, path: str) -> None:

@@ -34,6 +34,7 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "repeats": {"data_type": "bigint"},
     "refetched": {"data_type": "bigint"},
     "list_moved": {"data_type": "bool"},
+    "reads_in_full": {"data_type": "bool"},
     "reported_total": {"data_type": "bigint"},
     "learnt_rate": {"data_type": "double"},
     "paced_seconds": {"data_type": "double"},
@@ -77,6 +78,8 @@ class ResourceTally:
     """The smallest `meta.total` the read's pages reported: the list's size as the read began
     (the contract's lists only grow), every one of whose records the read must have served."""
     outcome: str = "not run"
+    reads_in_full: bool = False
+    """The CRM filters this resource by no cursor: every run reads it whole, and merges."""
 
     @property
     def list_moved(self) -> bool:
@@ -98,7 +101,8 @@ class ResourceTally:
 
 @dataclass
 class RunLedger:
-    """Counters per resource, keyed by the URL path that the HTTP layer sees."""
+    """Counters per resource, keyed by its name. The HTTP layer counts a request under the
+    resource its paginator named (`crmsync.page_observer`), else under its URL path."""
 
     strict: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -115,18 +119,18 @@ class RunLedger:
 
     def track(self, resource: str, path: str) -> ResourceTally:
         with self._lock:
-            tally = self.tallies.setdefault(path, ResourceTally(resource, path))
+            tally = self.tallies.setdefault(resource, ResourceTally(resource, path))
             tally.outcome = "running"
             return tally
 
-    def attempt(self, path: str) -> None:
+    def attempt(self, resource: str | None, path: str) -> None:
         with self._lock:
-            tally = self._tally(path)
+            tally = self._tally(resource, path)
             tally.requests += 1
 
-    def retry(self, path: str, wait_seconds: float, throttled: bool) -> None:
+    def retry(self, resource: str | None, path: str, wait_seconds: float, throttled: bool) -> None:
         with self._lock:
-            tally = self._tally(path)
+            tally = self._tally(resource, path)
             tally.retries += 1
             tally.wait_seconds += wait_seconds
             if throttled:
@@ -164,6 +168,7 @@ class RunLedger:
                     "finished_at": finished_at,
                     **{k: v for k, v in asdict(tally).items() if k in RUNS_COLUMNS},
                     "list_moved": tally.list_moved,
+                    "reads_in_full": tally.reads_in_full,
                     "complete": tally.complete,
                     "learnt_rate": self.learnt_rate,
                     "paced_seconds": round(self.paced_seconds, 3),
@@ -171,8 +176,12 @@ class RunLedger:
                 for tally in self.tallies.values()
             ]
 
-    def _tally(self, path: str) -> ResourceTally:
-        tally = self.tallies.get(path)
+    def _tally(self, resource: str | None, path: str) -> ResourceTally:
+        """The named resource's tally; for a request no paginator named, the first resource
+        on its path, else one for the path itself."""
+        if resource is not None and resource in self.tallies:
+            return self.tallies[resource]
+        tally = next((t for t in self.tallies.values() if t.path == path), None)
         if tally is None:
             tally = self.tallies[path] = ResourceTally(resource=path, path=path)
         return tally

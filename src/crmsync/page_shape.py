@@ -6,19 +6,18 @@ body was `null`, a top-level list, `{"meta": {}}` or `{"contacts": {"id": 1}}` l
 table and ended the run with exit 0: a read that failed, reported as a success. The session
 checks every page of the endpoints registered here (the data selectors that are a plain key;
 a JSONPath is left to rest_api) before it hands the page over, so that such a page is
-retried like a body that is not JSON, and fails the run if it stays broken.
+retried like a body that is not JSON, and fails the run if it stays broken. A key that holds
+`null` is a page without records, the end of the list (Pipedrive's `"data": null`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from dlt.sources.helpers.rest_client.utils import join_url
-
-from crmsync.profile import Profile, endpoint_of
 
 
 class NotAPageError(requests.RequestException):
@@ -49,15 +48,10 @@ class PageShapes:
             raise NotAPageError(reason, request=response.request, response=response)
 
 
-def envelope_keys(profile: Profile, base_url: str) -> Iterator[tuple[str, str]]:
-    """`(url, envelope key)` of each resource whose data selector is a plain key and whose
-    path names no parent's field (`/accounts/{id}/contacts` is not one URL)."""
-    defaults = endpoint_of(profile.get("resource_defaults") or {})
-    for resource in profile["resources"]:
-        if not isinstance(resource, dict):
-            continue
-        endpoint = {**defaults, **endpoint_of(resource)}
-        key, path = endpoint.get("data_selector"), str(endpoint.get("path", ""))
+def envelope_keys(endpoints: Iterable[tuple[str, Any]], base_url: str) -> Iterator[tuple[str, str]]:
+    """`(url, envelope key)` of each `(path, data selector)` whose selector is a plain key and
+    whose path names no parent's field (`/accounts/{id}/contacts` is not one URL)."""
+    for path, key in endpoints:
         if isinstance(key, str) and key.isidentifier() and "{" not in path:
             absolute = urlsplit(path).scheme in ("http", "https")
             yield (path if absolute else join_url(base_url, path)), key
@@ -68,6 +62,8 @@ def _not_a_page(body: Any, key: str) -> str | None:
         return f"{_kind(body)}, not an object"
     if key not in body:
         return f"no {key!r} key"
+    if body[key] is None:
+        return None  # no records: an end of the list some CRMs write so (`"data": null`)
     if not isinstance(body[key], list):
         return f"{key!r} holds {_kind(body[key])}, not a list"
     return None

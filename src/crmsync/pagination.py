@@ -26,19 +26,10 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
 
 from crmsync.arrow_pages import page_table, record_count
+from crmsync.page_observer import PageObserver
 
-PAGE_NUMBER_TYPES = ("page_number", "crm_page_number")
-"""Paginator `type` names this paginator answers to: the seed's, and our registered one."""
-
-
-class PageObserver(Protocol):
-    """Told about every page a paginator consumed, e.g. to keep a run ledger."""
-
-    def page_read(self, rows: int, total: int | None) -> None: ...
-
-    def page_refetched(self) -> None: ...
-
-    def read_finished(self) -> None: ...
+PAGE_NUMBER_TYPE = "crm_page_number"
+"""The paginator `type` name a profile gives this paginator (dlt's `page_number` is dlt's)."""
 
 
 class PageFetcher(Protocol):
@@ -161,6 +152,9 @@ class PageNumberPaginator(BasePaginator):
     `view_filters=None` checks every read. A read that must be checked but has no total to
     check by is read one page after another.
     """
+
+    reports_pages = True
+    """It tells its observer of pages, totals and re-reads itself (`crmsync.page_observer`)."""
 
     def __init__(
         self,
@@ -293,7 +287,7 @@ def paginator_from_config(
     dlt validates paginator dicts against its own typed configs, which reject the seed's
     `limit_param`/`limit` keys, so these dicts become instances before dlt sees them.
     """
-    if not isinstance(config, dict) or config.get("type") not in PAGE_NUMBER_TYPES:
+    if not isinstance(config, dict) or config.get("type") != PAGE_NUMBER_TYPE:
         return config
     kwargs = {key: value for key, value in config.items() if key != "type"}
     return PageNumberPaginator(

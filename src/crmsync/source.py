@@ -1,101 +1,54 @@
-"""The crmsync dlt source: the resource profile plus credentials, HTTP policy and sync mode.
+"""The crmsync dlt source: the profile's plans plus credentials, HTTP policy and sync mode.
 
-Everything here is mechanism; what to fetch is data in `crmsync.profile`. The source ends in
-dlt's `rest_api_resources(config)`: rest_api does the requests, paging, incremental state,
-schema and merge, through the extension points filled in here (our paginator instances, the
-`basic` auth name, the shared HTTP session).
+Everything here is mechanism; what to fetch is data in the profile, read once into one plan per
+resource (`crmsync.plan`). The source ends in dlt's `rest_api_resources(config)`: rest_api does
+the requests, paging, incremental state, schema and merge, through the extension points filled
+in here (paginator instances, the profile's auth, the shared HTTP session, resource steps).
 """
 
 from __future__ import annotations
 
 import copy
-import json
-from collections.abc import Mapping, Set
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import dlt
 from dlt.common import jsonpath
-from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.extract import DltResource, DltSource
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api import rest_api_resources
 from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
+from dlt.sources.rest_api.config_setup import create_paginator
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
+from crmsync.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
+from crmsync.cursor_format import CursorFormat
+from crmsync.cursor_values import CursorValues
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
-from crmsync.governance import (
-    EXCLUDE_KEY,
-    HASH_KEY,
-    HASH_SECRET,
-    FieldPolicy,
-    field_policy,
-    history_disposition,
-)
+from crmsync.governance import EXCLUDE_KEY, HASH_KEY, HASH_SECRET, field_policy, history_disposition
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.page_decoding import ProcessDecoder
+from crmsync.page_observer import ObservedPaginator
 from crmsync.page_shape import envelope_keys
-from crmsync.pagination import PageLookahead, RepeatedRecordFilter, paginator_from_config
-from crmsync.profile import (
-    CRM_PROFILE,
-    LIST_FIELDS_KEY,
-    ORDERED_KEY,
-    Profile,
-    endpoint_of,
-    resource_name,
-    resource_names,
+from crmsync.pagination import (
+    PAGE_NUMBER_TYPE,
+    PageLookahead,
+    RepeatedRecordFilter,
+    paginator_from_config,
 )
-from crmsync.redaction import without_login
+from crmsync.plan import LISTING_SUFFIX, CursorPlan, ResourcePlan, plan_resources
+from crmsync.profile import Profile, built_in_profile, resource_names
+from crmsync.redaction import register_secret, without_login
 
-SECTION = "sources.crm"
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
 """dlt's table hint that a load holds each primary key once: its merge skips the dedup pass."""
 DEFAULT_LOOKBACK_SECONDS = 60.0
-
-
-class MissingSettingError(ConfigurationException):
-    """A setting the user has to provide; the message says exactly where."""
-
-
-@dataclass(frozen=True)
-class CrmConnection:
-    base_url: str
-    username: str
-    password: str = field(repr=False)
-
-    @classmethod
-    def from_config(cls, base_url: str | None = None) -> CrmConnection:
-        """Reads `sources.crm.*` and nothing else.
-
-        dlt's argument injection would fall back to a bare `USERNAME`, which on many systems is
-        the OS login name, so the three keys are read by their full names.
-        """
-        values = {
-            "base_url": base_url or dlt.config.get(f"{SECTION}.base_url"),
-            "username": dlt.secrets.get(f"{SECTION}.username"),
-            "password": dlt.secrets.get(f"{SECTION}.password"),
-        }
-        missing = [key for key, value in values.items() if not value]
-        if missing:
-            raise MissingSettingError(_how_to_set(missing))
-        return cls(**{key: str(value) for key, value in values.items()})
-
-
-def _how_to_set(missing: list[str]) -> str:
-    where = []
-    for key in missing:
-        env = f"SOURCES__CRM__{key.upper()}"
-        if key == "base_url":
-            where.append(
-                f"{env} (or --base-url, or base_url under [sources.crm] in .dlt/config.toml)"
-            )
-        else:
-            where.append(f"{env} (or {key} under [sources.crm] in .dlt/secrets.toml)")
-    return "missing CRM setting: set " + "; ".join(where)
 
 
 @dataclass(frozen=True)
@@ -129,7 +82,7 @@ def crm_source(
     sync = sync or SyncOptions()
     policy = policy or load_policy()
     check_transport(connection.base_url, policy.allow_insecure_http)
-    profile = profile or CRM_PROFILE
+    profile = profile or built_in_profile()
     known = resource_names(profile)
     selected = list(sync.resources or known)
     if sync.until and not sync.since:
@@ -143,7 +96,8 @@ def crm_source(
     # nested tables keep `_dlt_root_id` under a first read's replace too: the merges after it
     # need it (`crmsync.first_read`)
     source.root_key = True
-    return source.with_resources(*selected)
+    listings = [n + LISTING_SUFFIX for n in selected if n + LISTING_SUFFIX in source.resources]
+    return source.with_resources(*selected, *listings)
 
 
 @dlt.source(name="crm")
@@ -158,278 +112,249 @@ def _crm(
     """`selected` resources are the ones the ledger tracks; the others are built only for
     dlt to pick from (`with_resources`), and a resource another depends on is read untracked."""
     state = dlt.current.source_state()
-    config = copy.deepcopy(profile)
-    config["client"] = {
-        **config.get("client", {}),
-        "base_url": without_login(connection.base_url),  # dlt writes it to its trace
-        "auth": {"type": "basic", "username": connection.username, "password": connection.password},
-        "session": session,
-    }
-    defaults = config.get("resource_defaults") or {}
-    read_starts: dict[str, _ReadStart] = {}
-    for resource in config["resources"]:
-        if isinstance(resource, dict):
-            resource.pop(LIST_FIELDS_KEY, None)  # for the destination (`adapt_source`) alone
-            read_start = _apply_sync_mode(resource, defaults, sync, state)
-            if read_start is not None:
-                read_starts[read_start.resource] = read_start
-    for url, key in envelope_keys(config, connection.base_url):
+    plans = plan_resources(profile)
+    hash_key = _hash_key(plans)
+    endpoints = [(plan.path, plan.records_key) for plan in plans]
+    for url, key in envelope_keys(endpoints, connection.base_url):
         session.expect_records(url, key)  # a page of another shape is broken: retried, then fails
-    policies, histories = _governance(config, defaults)
-    observers = _observers(config, ledger, selected, read_starts)
-    repeat_filters = _repeat_filters(config, observers)
-    deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
-    for name, observer in observers.items():
-        observer.replaces = sync.full_refresh or name in deleted_filters
-    hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
-    cursors = {resource_name(r): _cursor_path(r) for r in config["resources"]}
-    if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
-        _decode_in_workers(
-            config,
-            session.decoder,
-            connection.base_url,
-            hints,
-            deleted_filters,
-            set(policies) | histories,
-        )
-    _prepare_endpoints(config, observers, session.lookahead, set(repeat_filters))
+    reads = [_ResourceRead(plan, sync, state, hash_key) for plan in plans]
+    reads += [
+        _ResourceRead(listing, sync, state, hash_key)
+        for read in reads
+        if read.plan.name in selected and not read.replaces and (listing := read.plan.listing())
+    ]
+    for read in reads:
+        if read.plan.name.removesuffix(LISTING_SUFFIX) in selected:
+            read.observe(ledger)
+    decoder = session.decoder if isinstance(session.decoder, ProcessDecoder) else None
+    resolved_by_others = _resolved_by_others(plans)
+    config: dict[str, Any] = {
+        "client": {
+            **{k: v for k, v in (profile.get("client") or {}).items() if k != "paginator"},
+            "base_url": without_login(connection.base_url),  # dlt writes it to its trace
+            "auth": connection.dlt_auth(),
+            "session": session,
+        },
+        "resources": [read.rest_api_config(session.lookahead) for read in reads],
+    }
+    if decoder is not None and sync.arrow_pages:
+        # the decoder knows a page by its URL: one resource on a URL that must stay dicts
+        # keeps every resource on that URL as dicts
+        dicts_only = {
+            read.plan.path
+            for read in reads
+            if not read.decodes_in_workers or read.plan.name in resolved_by_others
+        }
+        for read in reads:
+            records_key = read.plan.records_key
+            if records_key and read.plan.path not in dicts_only:
+                url = join_url(connection.base_url, read.plan.path)
+                decoder.register(url, records_key, read.hints, read.deleted_filter)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
+    by_name = {read.plan.name: read for read in reads}
     for resource in resources:
-        repeat_filter = repeat_filters.get(resource.name)
-        if repeat_filter is not None:
-            resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
-        history = resource.name in histories
-        typed = TypedPages(
-            hints.get(resource.name, {}),
-            arrow=sync.arrow_pages and not history,
-            cursor=cursors.get(resource.name),
-            row_keys=not history,
-        )
-        steps = (
-            policies.get(resource.name),
-            repeat_filter,
-            deleted_filters.get(resource.name),
-            PageBatcher(typed),
-        )
-        for position, step in enumerate((s for s in steps if s), start=1):
-            resource.add_step(step, insert_at=position)
+        by_name[resource.name].add_steps(resource)
     return resources
 
 
-def _decode_in_workers(
-    config: Profile,
-    decoder: ProcessDecoder,
-    base_url: str,
-    hints: dict[str, Any],
-    deleted_filters: Mapping[str, DeletedRecordFilter],
-    read_as_dicts: Set[str],
-) -> None:
-    """Has the worker processes decode the pages of each resource whose records nothing reads
-    as dicts: a plain records key, no `processing_steps` or `include_from_parent`, no field
-    policy (`read_as_dicts`), and no other resource that resolves its fields
-    (`{resources.contacts.id}`, `"resource": "contacts"`); the others' pages stay dicts."""
-    resources = [r for r in config["resources"] if isinstance(r, dict)]
-    texts = [json.dumps(r, default=str) for r in resources]
-    for resource, text in zip(resources, texts, strict=True):
-        name = resource_name(resource)
-        key, path = endpoint_of(resource).get("data_selector"), _path(resource)
-        others = "".join(t for t in texts if t is not text)
-        if (
-            not isinstance(key, str)
-            or not key.isidentifier()
-            or "{" in path
-            or resource.get("processing_steps")
-            or resource.get("include_from_parent")
-            or name in read_as_dicts
-            or f"resources.{name}." in others
-            or f'"{name}"' in others
-        ):
-            continue
-        url = path if urlsplit(path).scheme in ("http", "https") else join_url(base_url, path)
-        decoder.register(url, key, hints.get(name, {}), deleted_filters.get(name))
+class _ResourceRead:
+    """One resource's read in this run: its plan, the sync mode and the stored state applied.
 
+    Built from the plan alone (and the run's options and state); every decision — a first
+    read by replace, the repeat filter, the field policy, history, the page form — is made
+    here, once, in this order, and read by `rest_api_config` and `add_steps`."""
 
-def _governance(
-    config: Profile, defaults: dict[str, Any]
-) -> tuple[dict[str, FieldPolicy], set[str]]:
-    """Takes each resource's `exclude_columns`/`hash_columns` out of the config and returns its
-    field policy, and the resources that keep history; hashed fields are typed text, and an
-    `scd2` merge is scoped to the load (`crmsync.governance`). A history resource's pages stay
-    dicts without crmsync's row keys: dlt's `scd2` keys each version by a hash of its content,
-    which a random key would make new on every read."""
-    hash_key: str | None = None
-    policies = {}
-    histories = set()
-    for resource in config["resources"]:
-        if not isinstance(resource, dict):
-            continue
-        name = resource_name(resource)
-        if resource.get(HASH_KEY) and hash_key is None:
-            hash_key = dlt.secrets.get(HASH_SECRET)
-            if not hash_key:
-                raise MissingSettingError(
-                    f"{name}: hash_columns needs a key: set SOURCES__CRM__HASH_KEY (or hash_key"
-                    " under [sources.crm] in .dlt/secrets.toml)"
-                )
-        policy = field_policy(resource, hash_key)
-        resource.pop(EXCLUDE_KEY, None)
-        resource.pop(HASH_KEY, None)
-        if policy is not None:
-            policies[name] = policy
-            resource["columns"] = policy.column_hints(resource.get("columns") or {})
-        columns = _columns(resource, defaults)
-        deletes = next((c for c, h in columns.items() if h.get("hard_delete")), None)
-        key = resource.get("primary_key", defaults.get("primary_key"))
-        disposition = resource.get("write_disposition", defaults.get("write_disposition"))
-        if isinstance(key, str):
-            history = history_disposition(disposition, deletes, key)
-            if history is not disposition:
-                histories.add(name)
-            resource["write_disposition"] = history
-    return policies, histories
-
-
-def _observers(
-    config: Profile,
-    ledger: RunLedger,
-    selected: tuple[str, ...],
-    read_starts: Mapping[str, _ReadStart],
-) -> dict[str, ResourceObserver]:
-    """The ledger's observer of each selected resource (endpoints already merged with the
-    defaults): a run reports what it was asked to read. An incomplete read of an incremental
-    resource holds its cursor (`_ReadStart.hold`)."""
-    observers = {}
-    for resource in config["resources"]:
-        if isinstance(resource, dict) and (name := resource_name(resource)) in selected:
-            observer = ledger.observer(name, _path(resource))
-            if name in read_starts:
-                observer.hold_cursor = read_starts[name].hold
-            observers[name] = observer
-    return observers
-
-
-def _cursor_path(resource: Any) -> str | None:
-    incremental = endpoint_of(resource).get("incremental") if isinstance(resource, dict) else None
-    return str(incremental["cursor_path"]) if incremental else None
-
-
-def _path(resource: dict[str, Any]) -> str:
-    return str(endpoint_of(resource).get("path", ""))
-
-
-def _repeat_filters(
-    config: Profile, observers: Mapping[str, ResourceObserver]
-) -> dict[str, RepeatedRecordFilter]:
-    """Takes `ordered_by_primary_key` out of the config (it is crmsync's key, not rest_api's)
-    and returns a repeat filter for each resource that has it and one integer primary key
-    column: text ids have no order a CRM agrees on (`"99999"` sorts after `"100002"`), so the
-    merge dedups those."""
-    defaults = config.get("resource_defaults") or {}
-    ordered_default = defaults.pop(ORDERED_KEY, False)
-    filters = {}
-    for resource in config["resources"]:
-        if not isinstance(resource, dict):
-            continue
-        ordered = resource.pop(ORDERED_KEY, ordered_default)
-        key = resource.get("primary_key", defaults.get("primary_key"))
-        if not isinstance(key, str):
-            continue
-        kind = _columns(resource, defaults).get(key, {}).get("data_type")
-        if ordered and kind != "text":
-            name = resource_name(resource)
-            observer = observers.get(name)
-            filters[name] = RepeatedRecordFilter(name, _path(resource), key, observer)
-    return filters
-
-
-def _replace_first_reads(
-    config: Profile,
-    state: dict[str, Any],
-    sync: SyncOptions,
-    deduplicated: Mapping[str, RepeatedRecordFilter],
-) -> dict[str, DeletedRecordFilter]:
-    """Sets `replace` on each merge resource read whole for the first time (`crmsync.first_read`)
-    and returns the filter of its soft-deleted records (none with `--keep-deleted`)."""
-    defaults = config.get("resource_defaults") or {}
-    filters = {}
-    for resource in config["resources"]:
-        if not isinstance(resource, dict) or (name := resource_name(resource)) not in deduplicated:
-            continue
-        incremental = endpoint_of(resource).get("incremental") or {}
-        whole_read = (
-            bool(incremental) and not sync.since and not _stored_cursor(state, name, incremental)
+    def __init__(
+        self, plan: ResourcePlan, sync: SyncOptions, state: Mapping[str, Any], hash_key: str | None
+    ) -> None:
+        self.plan = plan
+        self.sync = sync
+        self.observer: ResourceObserver | None = None
+        columns = copy.deepcopy(plan.columns)
+        fields = {EXCLUDE_KEY: plan.excluded or [], HASH_KEY: plan.hashed or []}
+        self.policy = field_policy(fields, hash_key)
+        if self.policy is not None:
+            columns = self.policy.column_hints(columns)
+        self.write_disposition = plan.write_disposition
+        self.history = False
+        if isinstance(plan.primary_key, str):
+            deletes = next(iter(plan.hard_delete_columns), None)
+            history = history_disposition(plan.write_disposition, deletes, plan.primary_key)
+            self.history = history is not plan.write_disposition
+            self.write_disposition = history
+        self.deduplicated = (
+            plan.ordered and isinstance(plan.primary_key, str) and plan.id_kind != "text"
         )
-        disposition = resource.get("write_disposition", defaults.get("write_disposition"))
-        if replaces_merge(disposition, whole_read):
-            resource["write_disposition"] = "replace"
-            filters[name] = DeletedRecordFilter(_columns(resource, defaults))
-            _keep_deleted(resource, defaults)  # filtered already; replace would warn of the hint
-    return filters
+        stored = _stored_cursor(state, plan.name, plan.cursor.path) if plan.cursor else None
+        whole_read = plan.cursor is not None and not sync.since and not stored
+        self.replaces = self.deduplicated and replaces_merge(plan.write_disposition, whole_read)
+        self.deleted_filter: DeletedRecordFilter | None = None
+        if self.replaces:
+            self.write_disposition = "replace"
+            self.deleted_filter = DeletedRecordFilter(columns)
+            columns = _without_hard_delete(columns)  # filtered already; replace would warn
+        elif sync.keep_deleted:
+            columns = _without_hard_delete(columns)
+        self.hints = columns
+        self.read_start: _ReadStart | None = None
+        self.lag = 0.0
+        """Seconds re-read before the stored cursor: none for a backfill, nor for a cursor
+        that is no timestamp (a sequence number steps back by nothing)."""
+        cursor = plan.cursor
+        if cursor is not None:
+            self.read_start = _ReadStart(plan.name, cursor.format, notes=not sync.until)
+            if not sync.until and _is_timestamp(cursor, columns.get(cursor.column, {})):
+                self.lag = _lookback(state, plan.name, cursor.path, sync.lookback_seconds)
 
-
-def _stored_cursor(state: dict[str, Any], name: str, incremental: dict[str, Any]) -> Any:
-    """The cursor dlt's incremental stored for `name` (None before its first read)."""
-    resource_state = state.get("resources", {}).get(name, {})
-    cursor_path = incremental.get("cursor_path")
-    return resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
-
-
-def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(resource, dict):
-        return {}
-    return {**(defaults.get("columns") or {}), **(resource.get("columns") or {})}
-
-
-def _apply_sync_mode(
-    resource: dict[str, Any], defaults: dict[str, Any], sync: SyncOptions, state: dict[str, Any]
-) -> _ReadStart | None:
-    """Merges the default endpoint into the resource's and sets its cursor for this run;
-    returns the hook that notes when its read began (None for a resource without a cursor)."""
-    name = resource_name(resource)
-    endpoint = {**endpoint_of(defaults), **endpoint_of(resource)}
-    incremental = endpoint.get("incremental")
-    read_start = None
-    if incremental:
-        incremental = dict(incremental)
-        cursor = str(incremental.get("cursor_path"))
-        hint = _columns(resource, defaults).get(cursor, {})
-        if sync.since:
-            incremental["initial_value"] = _cursor_value(sync.since, hint)
-        if sync.until:
-            # a backfill: dlt's incremental keeps the rows in [since, until) and, with an end
-            # value, neither reads nor writes the stored cursor
-            incremental["end_value"] = _cursor_value(sync.until, hint)
-            incremental["lag"] = 0
-        else:
-            incremental["lag"] = _lookback(state, name, incremental, sync.lookback_seconds)
-        read_start = incremental["convert"] = _ReadStart(
-            name, incremental.get("convert"), notes=not sync.until
+    @property
+    def decodes_in_workers(self) -> bool:
+        """Whether worker processes may decode this resource's pages into Arrow tables: none of
+        its steps reads records as dicts (no field policy, history, or cursor to parse), its
+        records are under a plain key, and nothing in the profile resolves its fields."""
+        key, config = self.plan.records_key, self.plan.config
+        return (
+            isinstance(key, str)
+            and key.isidentifier()
+            and "{" not in self.plan.path
+            and not config.get("processing_steps")
+            and not config.get("include_from_parent")
+            and self.policy is None
+            and not self.history
+            and not (self.plan.cursor and (self.plan.cursor.parse or self.plan.cursor.nested))
         )
-        # dlt would drop a record re-read at the boundary second when its id was seen there
-        # before, i.e. a second update within that second; merge on `id` dedups instead
-        incremental["primary_key"] = []
-        endpoint["incremental"] = incremental
-    resource["endpoint"] = endpoint
-    if sync.keep_deleted:
-        _keep_deleted(resource, defaults)
-    return read_start
+
+    def observe(self, ledger: RunLedger) -> None:
+        """Tracks this read in the ledger. An incomplete read fails where it replaces its table
+        and, elsewhere, holds the cursor (`_ReadStart.hold`)."""
+        self.observer = ledger.observer(self.plan.name, self.plan.path)
+        self.observer.replaces = self.sync.full_refresh or self.replaces
+        self.observer.tally.reads_in_full = not self.plan.filters_by_cursor
+        if self.read_start is not None:
+            self.observer.hold_cursor = self.read_start.hold
+
+    def rest_api_config(self, lookahead: PageLookahead | None) -> dict[str, Any]:
+        """The resource as rest_api reads it, with this run's cursor, paginator and hints."""
+        config = copy.deepcopy(self.plan.config)
+        endpoint = config["endpoint"]
+        config["columns"] = self.hints
+        config["write_disposition"] = self.write_disposition
+        if isinstance(endpoint.get("data_selector"), str):
+            # compiled once: rest_api would parse the JSONPath again for every page
+            endpoint["data_selector"] = jsonpath.compile_path(endpoint["data_selector"])
+        cursor = self.plan.cursor
+        if cursor is not None:
+            incremental = endpoint["incremental"]
+            hint = self.hints.get(cursor.column, {})
+            if self.sync.since:
+                incremental["initial_value"] = _cursor_value(self.sync.since, hint, cursor)
+            if self.sync.until:
+                # a backfill: dlt's incremental keeps the rows in [since, until) and, with an
+                # end value, neither reads nor writes the stored cursor
+                incremental["end_value"] = _cursor_value(self.sync.until, hint, cursor)
+            incremental["lag"] = self.lag
+            assert self.read_start is not None
+            self.read_start.convert = incremental.get("convert")
+            incremental["convert"] = self.read_start
+            # dlt would drop a record re-read at the boundary second when its id was seen there
+            # before, i.e. a second update within that second; merge on `id` dedups instead
+            incremental["primary_key"] = []
+        paginator = endpoint.get("paginator")
+        if paginator is not None:
+            filters = [cursor.start_param, cursor.end_param] if cursor else []
+            view_filters = [f for f in filters if f] if self.deduplicated else None
+            instance = paginator_from_config(paginator, self.observer, lookahead, view_filters)
+            if not isinstance(instance, BasePaginator):
+                instance = create_paginator(instance)
+            endpoint["paginator"] = ObservedPaginator(instance, self.plan.name, self.observer)
+        return config
+
+    def add_steps(self, resource: DltResource) -> None:
+        """The steps each page takes before dlt's: cursor values parsed, the field policy, the
+        repeat filter, the first read's deleted records dropped, then the page's form."""
+        plan = self.plan
+        repeat_filter = None
+        if self.deduplicated:
+            repeat_filter = RepeatedRecordFilter(
+                plan.name, plan.path, str(plan.primary_key), self.observer
+            )
+            resource.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
+        cursor = plan.cursor
+        cursor_values = (
+            CursorValues(cursor.path, cursor.format, plan.primary_key)
+            if cursor is not None and cursor.parse
+            else None
+        )
+        typed = TypedPages(
+            self.hints,
+            arrow=self.sync.arrow_pages and not self.history and not (cursor and cursor.nested),
+            cursor=cursor.column if cursor and not cursor.nested else None,
+            row_keys=not self.history,
+        )
+        steps = (cursor_values, self.policy, repeat_filter, self.deleted_filter, PageBatcher(typed))
+        for position, step in enumerate((s for s in steps if s), start=1):
+            resource.add_step(step, insert_at=position)
 
 
-def _keep_deleted(resource: dict[str, Any], defaults: dict[str, Any]) -> None:
-    resource["columns"] = {
+def _hash_key(plans: list[ResourcePlan]) -> str | None:
+    """The key of hashed fields, read once if any resource hashes one."""
+    hashing = next((plan.name for plan in plans if plan.hashed), None)
+    if hashing is None:
+        return None
+    hash_key: Any = dlt.secrets.get(HASH_SECRET)
+    if not hash_key:
+        raise MissingSettingError(
+            f"{hashing}: hash_columns needs a key: set SOURCES__CRM__HASH_KEY (or hash_key"
+            " under [sources.crm] in .dlt/secrets.toml)"
+        )
+    register_secret(str(hash_key))
+    return str(hash_key)
+
+
+_REFERENCE = re.compile(r"resources\.([A-Za-z0-9_]+)\.")
+"""rest_api's placeholder for a parent's field: `/accounts/{resources.accounts.id}/notes`."""
+
+
+def _resolved_by_others(plans: list[ResourcePlan]) -> set[str]:
+    """The resources whose records another resource reads (`{resources.accounts.id}` in a
+    path or param, a `resolve` param, `include_from_parent`): rest_api hands their records to
+    it as dicts."""
+    parents = set()
+    for plan in plans:
+        endpoint = plan.config["endpoint"]
+        for value in [endpoint.get("path"), *(endpoint.get("params") or {}).values()]:
+            if isinstance(value, dict) and value.get("type") == "resolve":
+                parents.add(str(value.get("resource")))
+            elif isinstance(value, str):
+                parents.update(_REFERENCE.findall(value))
+        if isinstance(endpoint.get("json"), dict):
+            parents.update(_REFERENCE.findall(str(endpoint["json"])))
+    return parents
+
+
+def _without_hard_delete(columns: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
         key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
-        for key, hint in _columns(resource, defaults).items()
+        for key, hint in columns.items()
     }
 
 
-def _cursor_value(value: str, hint: dict[str, Any]) -> Any:
-    """`--since` as the cursor holds it: a datetime for a timestamp column (`TypedPages`)."""
-    return _parse_time(value) if hint.get("data_type") == "timestamp" else value
+def _stored_cursor(state: Mapping[str, Any], name: str, cursor_path: str) -> Any:
+    """The cursor dlt's incremental stored for `name` (None before its first read)."""
+    resource_state = state.get("resources", {}).get(name, {})
+    return resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
 
 
-def _lookback(
-    state: dict[str, Any], name: str, incremental: dict[str, Any], lookback: float
-) -> float:
+def _is_timestamp(cursor: CursorPlan, hint: Mapping[str, Any]) -> bool:
+    """Whether the cursor holds datetimes: parsed by its format, or typed so by its hint."""
+    return cursor.parse or hint.get("data_type") == "timestamp"
+
+
+def _cursor_value(value: str, hint: Mapping[str, Any], cursor: CursorPlan) -> Any:
+    """`--since` as the cursor holds it: a datetime for a timestamp cursor (`TypedPages`)."""
+    return _parse_time(value) if _is_timestamp(cursor, hint) else value
+
+
+def _lookback(state: Mapping[str, Any], name: str, cursor_path: str, lookback: float) -> float:
     """Seconds to step back from the stored cursor before asking for changes.
 
     The cursor is the newest `updated_at` seen, but a record read early in the previous run may
@@ -437,7 +362,7 @@ def _lookback(
     newest one. Stepping back to where the previous read began (minus the lookback, for clock
     skew and one-second timestamps) catches it; merge on `id` removes the overlap.
     """
-    last_value = _stored_cursor(state, name, incremental)
+    last_value = _stored_cursor(state, name, cursor_path)
     read_started = state.get("resources", {}).get(name, {}).get(_ReadStart.STATE_KEY)
     if not last_value or not read_started:
         return lookback
@@ -464,9 +389,11 @@ class _ReadStart:
     STATE_KEY = "crmsync_read_started_at"
     BEGINNING = "1970-01-01T00:00:00+00:00"
 
-    def __init__(self, resource: str, convert: Any = None, notes: bool = True) -> None:
+    def __init__(self, resource: str, cursor_format: CursorFormat, notes: bool = True) -> None:
         self.resource = resource
-        self.convert = convert
+        self.format = cursor_format
+        self.convert: Any = None
+        """The profile's own `convert`, if it has one: it renders the param then."""
         self.notes = notes
         """False for a backfill (`--until`), which leaves the resource's state as it was."""
         self.window_start: Any = None
@@ -491,55 +418,29 @@ class _ReadStart:
         if self.convert:
             return self.convert(value)
         if isinstance(value, datetime):
-            return _parse_time(value).astimezone(UTC).isoformat().replace("+00:00", "Z")
+            return self.format.render(value)
         return value
-
-
-def _prepare_endpoints(
-    config: Profile,
-    observers: Mapping[str, ResourceObserver],
-    lookahead: PageLookahead | None,
-    ordered: Set[str] = frozenset(),
-) -> None:
-    """Turns the seed's page-number dicts into paginator instances, one per resource, and
-    compiles each data selector once (rest_api would parse the JSONPath again for every page).
-
-    A resource listed in ascending key order (`ordered`) keeps its records' positions unless a
-    read narrows it by its cursor's start or end param (`PageNumberPaginator`'s view filters);
-    the list of any other resource may move under every read."""
-    defaults = config.get("resource_defaults") or {}
-    default_paginator = endpoint_of(defaults).get("paginator")
-    client_paginator = config["client"].get("paginator")
-    for resource in config["resources"]:
-        if not isinstance(resource, dict):
-            continue
-        endpoint = endpoint_of(resource)
-        if isinstance(endpoint.get("data_selector"), str):
-            endpoint["data_selector"] = jsonpath.compile_path(endpoint["data_selector"])
-        paginator = endpoint.get("paginator", default_paginator) or client_paginator
-        if paginator is not None:
-            name = resource_name(resource)
-            incremental = endpoint.get("incremental") or {}
-            filters = [incremental.get("start_param"), incremental.get("end_param")]
-            view_filters = [f for f in filters if f] if name in ordered else None
-            endpoint["paginator"] = paginator_from_config(
-                paginator, observers.get(name), lookahead, view_filters
-            )
-        resource["endpoint"] = endpoint
-    if isinstance(defaults.get("endpoint"), dict):
-        defaults["endpoint"] = {k: v for k, v in endpoint_of(defaults).items() if k != "paginator"}
-    if isinstance(client_paginator, dict):
-        config["client"]["paginator"] = paginator_from_config(client_paginator)
 
 
 def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
     """dlt's `rest_api_source`, speaking the seed's dialect; paste the seed's dict as it is.
 
-    `"type": "basic"` auth and `page_number` paginators with `limit_param`/`limit` are accepted,
-    pages start at 1, and requests follow the seed's retry policy.
+    The seed's `"type": "basic"` auth is dlt's `http_basic`, and its `page_number` paginators
+    with `limit_param`/`limit` are crmsync's `crm_page_number` (pages start at 1, `total`
+    counts records); requests follow the seed's retry policy.
     """
     config = copy.deepcopy(config)
-    if "session" not in config["client"]:
-        config["client"]["session"] = CrmSession(load_policy())
-    _prepare_endpoints(config, {}, getattr(config["client"]["session"], "lookahead", None))
+    client = config["client"]
+    session = client.setdefault("session", CrmSession(load_policy()))
+    auth = client.get("auth")
+    if isinstance(auth, dict) and auth.get("type") in DLT_AUTH_TYPES:
+        client["auth"] = {**auth, "type": DLT_AUTH_TYPES[auth["type"]]}
+    lookahead = getattr(session, "lookahead", None)
+    for holder in [client, config.get("resource_defaults") or {}, *config["resources"]]:
+        endpoint = holder.get("endpoint") if holder is not client else holder
+        if isinstance(endpoint, dict) and isinstance(endpoint.get("paginator"), dict):
+            seed = endpoint["paginator"]
+            if seed.get("type") == "page_number":
+                seed = {**seed, "type": PAGE_NUMBER_TYPE}
+            endpoint["paginator"] = paginator_from_config(seed, lookahead=lookahead)
     return dlt_rest_api_source(cast(RESTAPIConfig, config), **kwargs)

@@ -19,13 +19,14 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.helpers import pipeline_drop
 
 from crmsync.config_defaults import defaults
+from crmsync.connection import CrmConnection
 from crmsync.destinations import adapt_source, load_defaults, settle, table_row_counts
 from crmsync.failures import causes
 from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
 from crmsync.page_decoding import ProcessDecoder
-from crmsync.profile import CRM_PROFILE, Profile, list_fields
-from crmsync.source import CrmConnection, SyncOptions, crm_source
+from crmsync.profile import Profile, built_in_profile, list_fields
+from crmsync.source import SyncOptions, crm_source
 
 DEFAULT_PIPELINE = "crmsync"
 DEFAULT_DATASET = "crm"
@@ -157,7 +158,7 @@ def _run(
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, session)
-        source = adapt_source(source, settings, list_fields(profile or CRM_PROFILE))
+        source = adapt_source(source, settings, list_fields(profile or built_in_profile()))
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
     finally:

@@ -31,7 +31,7 @@ SMALL_PAGES = """
 [[resources]]
 name = "contacts"
 [resources.endpoint.paginator]
-type = "page_number"
+type = "crm_page_number"
 page_param = "page[page]"
 limit_param = "page[limit]"
 limit = 2

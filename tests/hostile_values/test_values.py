@@ -30,7 +30,7 @@ path = "/contacts"
 data_selector = "contacts"
 
 [resources.endpoint.paginator]
-type = "page_number"
+type = "crm_page_number"
 page_param = "page[page]"
 limit_param = "page[limit]"
 limit = 2

@@ -42,6 +42,11 @@ class Exchange(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up on this response
 
+    def do_POST(self) -> None:
+        """A POST is answered like a GET, its body in `self.body` (an OAuth2 token request)."""
+        self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.do_GET()
+
     def send(self, status: int, body: bytes, **headers: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
