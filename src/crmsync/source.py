@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 
 import dlt
 from dlt.common import jsonpath
+from dlt.common.configuration.container import Container
 from dlt.common.configuration.exceptions import ConfigurationException
+from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api import rest_api_resources
@@ -26,6 +28,7 @@ from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.arrow_pages import PageBatcher, TypedPages
+from crmsync.dict_pages import stored_types
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.governance import (
     EXCLUDE_KEY,
@@ -181,7 +184,13 @@ def _crm(
     deleted_filters = _replace_first_reads(config, state, sync, repeat_filters)
     for name, observer in observers.items():
         observer.replaces = sync.full_refresh or name in deleted_filters
-    hints = {resource_name(r): _columns(r, defaults) for r in config["resources"]}
+    stored = _stored_tables()
+    hints = {
+        resource_name(r): stored_types(
+            stored.get(resource_name(r), {}).get("columns", {}), _columns(r, defaults)
+        )
+        for r in config["resources"]
+    }
     cursors = {resource_name(r): _cursor_path(r) for r in config["resources"]}
     if isinstance(session.decoder, ProcessDecoder) and sync.arrow_pages:
         _decode_in_workers(
@@ -372,6 +381,17 @@ def _stored_cursor(state: dict[str, Any], name: str, incremental: dict[str, Any]
     resource_state = state.get("resources", {}).get(name, {})
     cursor_path = incremental.get("cursor_path")
     return resource_state.get("incremental", {}).get(cursor_path, {}).get("last_value")
+
+
+def _stored_tables() -> dict[str, Any]:
+    """The tables of the source's schema as dlt's pipeline holds it before the run (restored
+    from the destination): a column a previous run made keeps its type (`stored_types`)."""
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return {}
+    pipeline = cast(dlt.Pipeline, context.pipeline())
+    schema = pipeline.schemas.get(dlt.current.source_schema().name)
+    return dict(schema.tables) if schema is not None else {}
 
 
 def _columns(resource: Any, defaults: dict[str, Any]) -> dict[str, Any]:
