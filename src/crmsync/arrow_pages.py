@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmsync.dict_pages import C_DLT_ID, SEPARATOR, DictPages
+from crmsync.dict_pages import C_DLT_ID, SEPARATOR, STORED, WEI_DIGITS, DictPages
 from crmsync.field_names import needs_renames
 
 ROW_KEY_BYTES = 12
@@ -81,6 +81,8 @@ def _arrow_type(hint: dict[str, Any]) -> pa.DataType | None:
         return pa.timestamp("us", tz="UTC")
     if data_type == "decimal":
         return pa.decimal128(hint.get("precision", 38), hint.get("scale", 9))
+    if data_type == "wei":
+        return pa.decimal128(WEI_DIGITS, 0)
     return {
         "bigint": pa.int64(),
         "double": pa.float64(),
@@ -180,7 +182,9 @@ class TypedPages:
         self.row_keys = row_keys
         """Off for a history (`scd2`) resource: dlt's row hash of its content is the key then."""
         self.dicts_only = False
-        self.json_columns = [n for n, h in columns.items() if h.get("data_type") == "json"]
+        self.json_columns = [
+            n for n, h in columns.items() if h.get("data_type") == "json" and not h.get(STORED)
+        ]
         self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
         self.required = {n for n, h in columns.items() if h.get("nullable") is False}
         self.seen: dict[str, pa.DataType] = {}
@@ -201,6 +205,7 @@ class TypedPages:
             keys = table.column(C_DLT_ID).to_pylist()
             rows = _records(table.drop_columns([C_DLT_ID]), self.json_columns)
             return self.dicts.prepare(rows, keys, page)
+        self._note_bigints(table)  # typed by a worker process
         return table
 
     def _keys(self, count: int) -> Sequence[str | None]:
@@ -232,15 +237,22 @@ class TypedPages:
             return None
         arrays: list[pa.Array] = []
         fields: list[pa.Field] = []
-        if not self._leaves(records, "", arrays, fields):
+        if not self._leaves(records, page, (), arrays, fields):
             return None
         if not self.required.issubset(f.name for f in fields if not f.nullable):
             return None  # a record without a required value: `DictPages` names it
         arrays.append(row_keys(len(records)))
         fields.append(pa.field(C_DLT_ID, pa.string(), nullable=False))
-        bigints = {f.name for f in fields if f.type == pa.int64() and f.name not in self.types}
-        self.dicts.bigint_columns |= bigints
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+        self._note_bigints(table)
+        return table
+
+    def _note_bigints(self, table: pa.Table) -> None:
+        """The unhinted columns `table` has dlt make `bigint`, for the dicts after it."""
+        fields = table.schema
+        self.dicts.bigint_columns |= {
+            f.name for f in fields if f.type == pa.int64() and f.name not in self.types
+        }
 
     def _with_json_text(self, page: list[Any]) -> list[Any]:
         if not self.json_columns:
@@ -256,16 +268,22 @@ class TypedPages:
         return encoded
 
     def _leaves(
-        self, struct: pa.StructArray, prefix: str, arrays: list[pa.Array], fields: list[pa.Field]
+        self,
+        struct: pa.StructArray,
+        page: list[Any],
+        path: tuple[str, ...],
+        arrays: list[pa.Array],
+        fields: list[pa.Field],
     ) -> bool:
-        """Adds `struct`'s flattened columns; False where dlt would make a child table, rename
-        a field, or type a column otherwise."""
+        """Adds `struct`'s flattened columns (the fields at `path` in `page`'s records); False
+        where dlt would make a child table, rename a field, or type a column otherwise."""
+        prefix = "".join(part + SEPARATOR for part in path)
         if needs_renames(struct.type.names, top=not prefix):
             return False
         for field, array in zip(struct.type, struct.flatten(), strict=True):
             name = prefix + field.name
             if pa.types.is_struct(array.type):
-                if not self._leaves(array, name + SEPARATOR, arrays, fields):
+                if not self._leaves(array, page, (*path, field.name), arrays, fields):
                     return False
                 continue
             if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
@@ -277,6 +295,13 @@ class TypedPages:
                 return False
             if target is None and array.null_count == len(array):
                 continue
+            if (
+                target is None
+                and array.type == pa.float64()
+                and name not in self.seen
+                and type(_first_value(array, page, (*path, field.name))) is int
+            ):
+                return False  # dlt types the column bigint, the floats go to its variant
             if target is not None and array.type != target:
                 array = _cast(array, target)
                 if array is None:
@@ -287,9 +312,25 @@ class TypedPages:
         return True
 
 
+def _first_value(array: pa.Array, page: list[Any], path: tuple[str, ...]) -> Any:
+    """The value at `path` in the first record of `page` that has one in `array`, its column:
+    pyarrow types `[5, 2.5]` as doubles, where dlt types a new column by its first value."""
+    value: Any = page[pc.index(array.is_valid(), True).as_py()]
+    for key in path:
+        value = value[key]
+    return value
+
+
 def _cast(array: pa.Array, target: pa.DataType) -> pa.Array | None:
     """`array` in its hinted type, else None. Arrow parses RFC 3339 in its upper-case form
-    only; a page that has others (`2026-03-01t10:00:00z`) is tried once more in upper case."""
+    only; a page that has others (`2026-03-01t10:00:00z`) is tried once more in upper case.
+    Only text becomes a timestamp: Arrow would read a number as microseconds, dlt as seconds."""
+    if pa.types.is_timestamp(target) and not (
+        pa.types.is_string(array.type)
+        or pa.types.is_null(array.type)
+        or pa.types.is_timestamp(array.type)
+    ):
+        return None
     try:
         return array.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

@@ -34,6 +34,32 @@ SEPARATOR = "__"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 WEI_DIGITS = 38
 """dlt's `wei` type is `decimal(38,0)` on DuckDB and in Parquet (`caps.wei_precision`)."""
+STORED = "x-crmsync-stored"
+"""Marks a column hint that is no hint of the profile's but the type dlt's schema already has
+for the column, from a previous run (`stored_types`)."""
+_STORED_KINDS = frozenset({"bigint", "double", "bool", "text", "timestamp", "decimal", "wei"})
+
+
+def stored_types(
+    columns: Mapping[str, Mapping[str, Any]], hints: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """`hints`, and the type of each other column in `columns` (a table of dlt's stored schema)
+    marked `STORED`.
+
+    A column exists in the destination with the type its first value gave it, and dlt loads
+    every later value as that type or, where it cannot be, into a variant column: a page must
+    then be typed as the column is, not as its own values would be typed afresh. (Given an
+    Arrow table, dlt casts it to the column's type instead: `2.5` for a `bigint` column would
+    land as `2`.)"""
+    merged = {name: dict(hint) for name, hint in hints.items()}
+    for name, column in columns.items():
+        kind = column.get("data_type")
+        if name in merged or name.startswith("_dlt_") or kind not in _STORED_KINDS:
+            continue
+        stored: dict[str, Any] = {"data_type": kind, STORED: True}
+        stored.update({k: column[k] for k in ("precision", "scale") if k in column})
+        merged[name] = stored
+    return merged
 
 
 class RecordError(ValueError):
@@ -50,17 +76,24 @@ class _BadValue(Exception):
 
 class DictPages:
     """Prepares dict records for dlt's normalizer; `cursor` is the incremental cursor's column,
-    `bigint_columns` the unhinted columns the run's Arrow pages typed as `bigint` (a wider
-    integer there cannot land in the column dlt made)."""
+    `bigint_columns` the unhinted columns dlt has as `bigint`: from a previous run (`STORED`),
+    or typed so by the run's Arrow pages or by an unhinted column's first value in its dicts (a
+    wider integer cannot land in such a column, and goes to a variant column)."""
 
     def __init__(self, columns: Mapping[str, Mapping[str, Any]], cursor: str | None) -> None:
-        self.hinted = set(columns)
-        self.kinds = {n: str(h.get("data_type")) for n, h in columns.items()}
+        declared = {n: h for n, h in columns.items() if not h.get(STORED)}
+        self.hinted = set(declared)
+        self.kinds = {n: str(h.get("data_type")) for n, h in declared.items()}
         self.json_columns = {n for n, kind in self.kinds.items() if kind == "json"}
         self.timestamps = [n for n, kind in self.kinds.items() if kind == "timestamp"]
-        self.required = [n for n, h in columns.items() if h.get("nullable") is False]
+        self.required = [n for n, h in declared.items() if h.get("nullable") is False]
         self.cursor = cursor
-        self.bigint_columns: set[str] = set()
+        self.bigint_columns = {
+            n for n, h in columns.items() if h.get(STORED) and h.get("data_type") == "bigint"
+        }
+        self.first_kinds: dict[str, type] = {}
+        """The type of each unhinted column's first value in the run's dicts, which dlt's
+        normalizer types the column by."""
 
     def prepare(self, page: list[Any], keys: Sequence[str | None], source: Any = None) -> list[Any]:
         """Prepares `page`'s records in place, giving each its row key from `keys`; `source`
@@ -101,6 +134,7 @@ class DictPages:
         `"address": null`) becomes a column it cannot type, and it warns of it on every run.
         The Arrow path leaves such columns out too."""
         rename_fields(record, top)
+        first_kinds = self.first_kinds
         for name, value in list(record.items()):
             path = prefix + name
             kind = type(value)
@@ -115,19 +149,29 @@ class DictPages:
                 for item in value:
                     if type(item) is dict:
                         self._record(item, path + SEPARATOR, top=True)
-            elif kind is int and not INT64_MIN <= value <= INT64_MAX:
-                record[name] = self._wide_integer(path, value)
+            else:
+                if kind is int and not INT64_MIN <= value <= INT64_MAX:
+                    value = record[name] = self._wide_integer(path, value)
+                    kind = type(value)
+                if path not in first_kinds:
+                    first_kinds[path] = kind
 
     def _wide_integer(self, path: str, value: int) -> Any:
+        """`value` as dlt can load it: in a text column as text; in a hinted `bigint` column
+        not at all; in a column dlt made `bigint` as its variant `decimal(38,0)` column
+        (`score__v_wei`, the name dlt's normalizer gives a variant, nested here so that dlt's
+        naming keeps its double underscore); in a new column as `decimal(38,0)`."""
         kind = self.kinds.get(path)
         if kind == "text":
             return str(value)
-        if kind == "bigint" or path in self.bigint_columns:
+        if kind == "bigint":
             raise _BadValue(path, f"{value} is beyond the 64-bit range of its bigint column")
         if len(str(abs(value))) > WEI_DIGITS:
             raise _BadValue(path, f"{value} has more than {WEI_DIGITS} digits")
         from dlt.common.wei import Wei
 
+        if self.first_kinds.get(path) is int or path in self.bigint_columns:
+            return {"v_wei": Wei(value)}
         return Wei(value)
 
 

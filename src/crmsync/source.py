@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import dlt
 from dlt.common import jsonpath
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
@@ -29,6 +31,7 @@ from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
 from crmsync.cursor_format import CursorFormat
 from crmsync.cursor_values import CursorValues
+from crmsync.dict_pages import stored_types
 from crmsync.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.governance import EXCLUDE_KEY, HASH_KEY, HASH_SECRET, field_policy, history_disposition
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
@@ -117,9 +120,10 @@ def _crm(
     endpoints = [(plan.path, plan.records_key) for plan in plans]
     for url, key in envelope_keys(endpoints, connection.base_url):
         session.expect_records(url, key)  # a page of another shape is broken: retried, then fails
-    reads = [_ResourceRead(plan, sync, state, hash_key) for plan in plans]
+    stored = _stored_tables()
+    reads = [_ResourceRead(plan, sync, state, hash_key, stored) for plan in plans]
     reads += [
-        _ResourceRead(listing, sync, state, hash_key)
+        _ResourceRead(listing, sync, state, hash_key, stored)
         for read in reads
         if read.plan.name in selected and not read.replaces and (listing := read.plan.listing())
     ]
@@ -149,7 +153,7 @@ def _crm(
             records_key = read.plan.records_key
             if records_key and read.plan.path not in dicts_only:
                 url = join_url(connection.base_url, read.plan.path)
-                decoder.register(url, records_key, read.hints, read.deleted_filter)
+                decoder.register(url, records_key, read.page_types, read.deleted_filter)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     by_name = {read.plan.name: read for read in reads}
     for resource in resources:
@@ -165,7 +169,12 @@ class _ResourceRead:
     here, once, in this order, and read by `rest_api_config` and `add_steps`."""
 
     def __init__(
-        self, plan: ResourcePlan, sync: SyncOptions, state: Mapping[str, Any], hash_key: str | None
+        self,
+        plan: ResourcePlan,
+        sync: SyncOptions,
+        state: Mapping[str, Any],
+        hash_key: str | None,
+        stored_tables: Mapping[str, Any],
     ) -> None:
         self.plan = plan
         self.sync = sync
@@ -196,6 +205,10 @@ class _ResourceRead:
         elif sync.keep_deleted:
             columns = _without_hard_delete(columns)
         self.hints = columns
+        table = stored_tables.get(plan.config.get("table_name") or plan.name, {})
+        self.page_types = stored_types(table.get("columns", {}), columns)
+        """The hints, and the type each other column has in the destination already: how pages
+        are typed (`crmsync.dict_pages.stored_types`)."""
         self.read_start: _ReadStart | None = None
         self.lag = 0.0
         """Seconds re-read before the stored cursor: none for a backfill, nor for a cursor
@@ -285,7 +298,7 @@ class _ResourceRead:
             else None
         )
         typed = TypedPages(
-            self.hints,
+            self.page_types,
             arrow=self.sync.arrow_pages and not self.history and not (cursor and cursor.nested),
             cursor=cursor.column if cursor and not cursor.nested else None,
             row_keys=not self.history,
@@ -336,6 +349,17 @@ def _without_hard_delete(columns: dict[str, dict[str, Any]]) -> dict[str, dict[s
         key: {**hint, "hard_delete": False} if hint.get("hard_delete") else hint
         for key, hint in columns.items()
     }
+
+
+def _stored_tables() -> dict[str, Any]:
+    """The tables of the source's schema as dlt's pipeline holds it before the run (restored
+    from the destination): a column a previous run made keeps its type (`stored_types`)."""
+    context = Container()[PipelineContext]
+    if not context.is_active():
+        return {}
+    pipeline = cast(dlt.Pipeline, context.pipeline())
+    schema = pipeline.schemas.get(dlt.current.source_schema().name)
+    return dict(schema.tables) if schema is not None else {}
 
 
 def _stored_cursor(state: Mapping[str, Any], name: str, cursor_path: str) -> Any:

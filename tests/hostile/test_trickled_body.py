@@ -1,5 +1,6 @@
-"""A body trickled a byte at a time: `read_timeout` (per socket read) never trips, so only the
-total deadline per request (`request_deadline`) ends the attempt."""
+"""A response trickled a byte at a time, its body or its status line and headers:
+`read_timeout` (per socket read) never trips, so only the total deadline per request
+(`request_deadline`) ends the attempt."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from crmsync.failures import EXIT_SOURCE
 from tests.hostile.conftest import last_line, loaded_ids, run_contacts
@@ -28,12 +31,27 @@ def trickle_forever(exchange: Exchange) -> None:
         time.sleep(BYTE_EVERY)
 
 
-def test_a_body_that_never_ends_times_out_at_the_deadline_and_loads_nothing(
-    hostile: Callable[[Answer], HostileServer], workdir: Path
-) -> None:
-    crm = hostile(trickle_forever)
+def trickle_headers(exchange: Exchange) -> None:
+    """A status line, then header lines that never end, a byte a second."""
+    head = itertools.chain(b"HTTP/1.1 200 OK\r\n", itertools.cycle(b"X-Pad: 0\r\n"))
+    for byte in head:
+        exchange.wfile.write(bytes([byte]))
+        exchange.wfile.flush()
+        time.sleep(1.0)
 
-    done = run_contacts(workdir, crm.base_url, request_deadline="1", read_timeout="5")
+
+@pytest.mark.parametrize(
+    ("trickle", "deadline"),
+    # the deadline caps each read's timeout too: the headers' must outlast a byte's wait
+    [(trickle_forever, "1"), (trickle_headers, "2")],
+    ids=["body", "headers"],
+)
+def test_a_response_that_never_ends_times_out_at_the_deadline_and_loads_nothing(
+    hostile: Callable[[Answer], HostileServer], workdir: Path, trickle: Answer, deadline: str
+) -> None:
+    crm = hostile(trickle)
+
+    done = run_contacts(workdir, crm.base_url, request_deadline=deadline, read_timeout="5")
 
     assert done.returncode == EXIT_SOURCE, done.stderr
     assert re.fullmatch(

@@ -94,6 +94,63 @@ def test_a_field_whose_type_changes_between_pages_loads_as_dlt_variant_columns(
     ]
 
 
+TYPE_CHANGES: dict[str, tuple[str, list[list[Any]], dict[str, str], list[tuple[Any, ...]]]] = {
+    # field, its values in each run, then what plain dlt makes of them (its normalizer, dicts):
+    # the first value types a new column; a value it cannot coerce to it goes to a variant
+    "int-then-float-in-a-page": (
+        "score",
+        [[5, 2.5, 3.0, 7]],
+        {"score": "BIGINT", "score__v_double": "DOUBLE"},
+        [(1, 5, None), (2, None, 2.5), (3, 3, None), (4, 7, None)],
+    ),
+    "float-then-int-in-a-page": (
+        "score",
+        [[2.5, 5, 7, 3.0]],
+        {"score": "DOUBLE"},
+        [(1, 2.5), (2, 5.0), (3, 7.0), (4, 3.0)],
+    ),
+    "hinted-bigint": (
+        "account_id",
+        [[5, 2.5, 3.0, 7]],
+        {"account_id": "BIGINT", "account_id__v_double": "DOUBLE"},
+        [(1, 5, None), (2, None, 2.5), (3, 3, None), (4, 7, None)],
+    ),
+    "int-then-float-across-runs": (
+        "score",
+        [[5, 6], [2.5, 3.0, "high"]],
+        {"score": "BIGINT", "score__v_double": "DOUBLE", "score__v_text": "VARCHAR"},
+        [
+            (1, 5, None, None),
+            (2, 6, None, None),
+            (3, None, 2.5, None),
+            (4, 3, None, None),
+            (5, None, None, "high"),
+        ],
+    ),
+    "float-then-int-across-runs": (
+        "score",
+        [[2.5], [5, 3.5]],
+        {"score": "DOUBLE"},
+        [(1, 2.5), (2, 5.0), (3, 3.5)],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TYPE_CHANGES))
+def test_ints_and_floats_mixed_load_as_plain_dlt_loads_them(
+    workdir: Path, db: DuckDBDestination, options: SyncOptions, case: str
+) -> None:
+    field, runs, types, expected = TYPE_CHANGES[case]
+    first = 1
+    for values in runs:
+        load(workdir, db, options, [record(i, **{field: v}) for i, v in enumerate(values, first)])
+        first += len(values)
+
+    landed = {n: t for n, t in db.column_types("contacts").items() if n.startswith(field)}
+    assert landed == types
+    assert rows(db, ", ".join(types)) == expected
+
+
 def test_every_rfc_3339_form_of_a_timestamp_lands_as_that_instant(
     workdir: Path, db: DuckDBDestination, options: SyncOptions
 ) -> None:
@@ -196,6 +253,36 @@ def test_integers_beyond_64_bits_land_exactly_as_decimal_38_0(
 
     assert db.column_types("contacts")["custom_fields__big"] == "DECIMAL(38,0)"
     assert rows(db, "custom_fields__big") == [(i, Decimal(v)) for i, v in enumerate(wide, 1)]
+
+
+WIDE = [2**63, 10**30 + 7]
+"""Beyond 64 bits: dlt's normalizer would put the first in a `bigint` column, and fail to
+load it; the second, beyond a decimal's 28 digits of precision, it makes a variant of."""
+
+
+@pytest.mark.parametrize(
+    "runs", [[[5, 6, *WIDE]], [[5, 6], WIDE]], ids=["earlier-page", "previous-run"]
+)
+def test_an_integer_beyond_64_bits_in_a_bigint_column_lands_exactly_in_its_variant(
+    workdir: Path, db: DuckDBDestination, options: SyncOptions, runs: list[list[int]]
+) -> None:
+    first = 1
+    for values in runs:
+        records = [record(i, custom_fields={"big": v}) for i, v in enumerate(values, first)]
+        load(workdir, db, options, records)
+        first += len(values)
+
+    types = db.column_types("contacts")
+    assert (types["custom_fields__big"], types["custom_fields__big__v_wei"]) == (
+        "BIGINT",
+        "DECIMAL(38,0)",
+    )
+    assert rows(db, "custom_fields__big, custom_fields__big__v_wei") == [
+        (1, 5, None),
+        (2, 6, None),
+        (3, None, Decimal(WIDE[0])),
+        (4, None, Decimal(WIDE[1])),
+    ]
 
 
 def test_an_id_beyond_64_bits_fails_naming_resource_record_and_field(
