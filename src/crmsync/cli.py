@@ -13,7 +13,7 @@ import requests
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.destinations import dry_run as check_destination
-from crmsync.failures import EXIT_CONFIG, Failure, describe
+from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.page_shape import envelope_keys
@@ -159,6 +159,12 @@ def main() -> None:
     is_flag=True,
     help="Check the CRM and destination settings (and the destination's connection); load nothing.",
 )
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=0),
+    help="Requests this run may send, retries included (else [sources.crm.http] max_requests;"
+    " 0: no quota). Reached: finished resources load, exit 5.",
+)
 def run(
     base_url: str | None,
     config_path: Path | None,
@@ -179,6 +185,7 @@ def run(
     progress_interval: float,
     as_json: bool,
     dry_run: bool,
+    max_requests: int | None,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
     with _expected_failures(debug, as_json):
@@ -195,7 +202,9 @@ def run(
             page_processes=page_processes,
         )
         profile = load_profile(config_path)
-        policy = load_policy(allow_insecure_http=allow_insecure_http or None)
+        policy = load_policy(
+            allow_insecure_http=allow_insecure_http or None, max_requests=max_requests
+        )
         if dry_run:
             check_transport(connection.base_url, policy.allow_insecure_http)
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
@@ -219,10 +228,18 @@ def _run_and_report(
     )
     with progress(ledger, waiting=lambda: ledger.holding(), interval=progress_interval):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
+    quota = (
+        quota_reached(policy.max_requests, result.loaded, result.unfinished)
+        if result.unfinished
+        else None
+    )
     if as_json:
-        click.echo(dumps(result_document(result, settings)))
+        click.echo(dumps(result_document(result, settings, quota)))
     else:
         _print_summary(result, settings)
+    if quota is not None:
+        click.echo(f"crmsync: {quota.message}", err=True)
+        sys.exit(quota.exit_code)
 
 
 def _print_summary(result: SyncResult, settings: RunSettings) -> None:

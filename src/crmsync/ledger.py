@@ -58,6 +58,23 @@ class IncompleteReadError(Exception):
         )
 
 
+QUOTA_REACHED = "quota reached"
+"""The outcome of a read the run's request quota cut short: nothing of it is loaded, its cursor
+stays, and the next run reads it again."""
+
+
+class QuotaCutReplaceError(Exception):
+    """The request quota ran out during a `--full-refresh`: dlt's refresh empties every table
+    of the run, loaded or not, so the run loads nothing rather than lose a table's records."""
+
+    def __init__(self, resource: str, max_requests: int) -> None:
+        self.resource = resource
+        super().__init__(
+            f"{resource}: the run's quota of {max_requests} requests (max_requests) ran out"
+            " before this read, which replaces its table (--full-refresh), had finished"
+        )
+
+
 @dataclass
 class ResourceTally:
     resource: str
@@ -108,10 +125,13 @@ class RunLedger:
     """Requests per second the run was paced to (`crmsync.pacing`); None if never paced."""
     paced_seconds: float = 0.0
     """Seconds requests ready to go were held back for the CRM's rate limit."""
+    full_refresh: bool = False
+    """The run replaces every table it reads (`--full-refresh`)."""
     holding: Callable[[], bool] = field(default=lambda: False, repr=False)
     """Whether requests are being held back for the rate limit right now."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _started: float = field(default_factory=time.monotonic, repr=False)
+    _observers: dict[str, ResourceObserver] = field(default_factory=dict, repr=False)
 
     def track(self, resource: str, path: str) -> ResourceTally:
         with self._lock:
@@ -133,7 +153,24 @@ class RunLedger:
                 tally.throttled += 1
 
     def observer(self, resource: str, path: str) -> ResourceObserver:
-        return ResourceObserver(self, self.track(resource, path))
+        observer = ResourceObserver(self, self.track(resource, path))
+        self._observers[path] = observer
+        return observer
+
+    def observer_of(self, url_path: str) -> ResourceObserver | None:
+        """The observer of the read whose requests go to `url_path` (the endpoint's path, or
+        a base URL's path followed by it), if the run tracks one."""
+        with self._lock:
+            if url_path in self._observers:
+                return self._observers[url_path]
+            suffixes = [p for p in self._observers if p.startswith("/") and url_path.endswith(p)]
+        return self._observers[max(suffixes, key=len)] if suffixes else None
+
+    @property
+    def unfinished(self) -> list[str]:
+        """The resources whose read the request quota cut short, for the next run to finish."""
+        with self._lock:
+            return [t.resource for t in self.tallies.values() if t.outcome == QUOTA_REACHED]
 
     @property
     def resources(self) -> set[str]:
@@ -184,7 +221,8 @@ class ResourceObserver:
 
     An incomplete read fails where it would replace the table (`replaces`) or under `--strict`;
     otherwise it loads what it read and calls `hold_cursor`, so the next run reads the same
-    window again instead of moving past the records this one missed.
+    window again instead of moving past the records this one missed. A read the request quota
+    cuts short (`quota_reached`) holds its cursor the same way, and loads nothing.
     """
 
     ledger: RunLedger
@@ -195,7 +233,28 @@ class ResourceObserver:
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceObserver:
         return self
 
+    @property
+    def cut(self) -> bool:
+        """The request quota cut this read short."""
+        return self.tally.outcome == QUOTA_REACHED
+
+    def quota_reached(self, max_requests: int) -> None:
+        """The run's request quota is spent before this read finished: it ends now, its cursor
+        held, and the run leaves its records out of the load (`crmsync.sync`), so a table it
+        would replace stays as it was. Under `--full-refresh` it fails instead
+        (`QuotaCutReplaceError`) and the run loads nothing: dlt's refresh empties every table
+        of the run, loaded or not."""
+        if self.cut:
+            return
+        self.tally.outcome = QUOTA_REACHED
+        if self.ledger.full_refresh:
+            raise QuotaCutReplaceError(self.tally.resource, max_requests)
+        if self.hold_cursor is not None:
+            self.hold_cursor()
+
     def page_read(self, rows: int, total: int | None) -> None:
+        if self.cut:
+            return  # the empty page that ends a read cut short
         with self.ledger._lock:
             tally = self.tally
             tally.pages += 1
@@ -216,6 +275,8 @@ class ResourceObserver:
 
     def read_finished(self) -> None:
         tally = self.tally
+        if self.cut:
+            return
         if tally.complete is False:
             error = IncompleteReadError(
                 tally.resource, tally.path, tally.reported_total or 0, tally.distinct_rows
