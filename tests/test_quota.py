@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +159,10 @@ def test_an_incremental_read_cut_short_is_read_again_from_where_it_began(
     # the last page of the changes holds the oldest of them: a read that moved its cursor
     # past the newest it saw would never come back for them
     ids = sorted(crm.store.ids("contacts"))
-    crm.store.update("contacts", ids[-200:], {"updated_at": "2030-01-01T00:00:00Z"})
-    crm.store.update("contacts", ids[:1000], {"updated_at": "2030-01-01T01:00:00Z"})
+    newest = max(before.values())
+    for some, later in ((ids[-200:], 3600), (ids[:1000], 7200)):
+        stamp = (newest + timedelta(seconds=later)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        crm.store.update("contacts", some, {"updated_at": stamp})
     contacts_wait_for_accounts(crm)
 
     cut = sync(crm, destination, options, policy=fast_policy(max_requests=3))
