@@ -211,3 +211,31 @@ def _chain(error: BaseException) -> list[BaseException]:
     from crmsync.failures import causes
 
     return list(causes(error))
+
+
+@pytest.mark.parametrize(
+    ("limits", "most_wasted"),
+    [({}, None), ({"max_requests_per_second": 500.0}, 1), ({"max_requests": 1000}, 1)],
+    ids=["plentiful", "ceiling", "quota"],
+)
+def test_where_requests_are_scarce_a_list_without_a_total_wastes_at_most_one_request(
+    start_crm: Any, workdir: Path, limits: dict[str, float], most_wasted: int | None
+) -> None:
+    crm = start_crm({"accounts": 0, "contacts": 0, "events": 3200, "products": 0, "pipelines": 0})
+    crm.latency_ms = 20  # pages ahead are still in flight when the short page ends the read
+
+    result = sync(
+        crm, DuckDBDestination(workdir), SyncOptions(resources=("events",)), **_policy(limits)
+    )
+
+    (events,) = result.ledger.tallies.values()
+    assert events.pages == 7
+    assert events.wasted == len(crm.requests) - 7
+    if most_wasted is None:
+        assert events.wasted > 1  # the doubling window, as fast as it was
+    else:
+        assert events.wasted <= most_wasted
+
+
+def _policy(limits: dict[str, float]) -> dict[str, Any]:
+    return {"policy": fast_policy(**limits)}

@@ -251,7 +251,7 @@ def _print_summary(result: SyncResult, settings: RunSettings) -> None:
 
 
 def _print_ledger(ledger: RunLedger) -> None:
-    figures = ("requests", "retries", "429s", "waited", "pages", "rows", "repeats")
+    figures = ("requests", "retries", "429s", "wasted", "waited", "pages", "rows", "repeats")
     click.echo(
         f"  {'resource':<14}"
         + "".join(f"{h:>10}" for h in figures)
@@ -260,7 +260,7 @@ def _print_ledger(ledger: RunLedger) -> None:
     for t in ledger.tallies.values():
         complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
         waited = f"{t.wait_seconds:.1f}s"
-        cells = (t.requests, t.retries, t.throttled, waited, t.pages, t.rows, t.repeats)
+        cells = (t.requests, t.retries, t.throttled, t.wasted, waited, t.pages, t.rows, t.repeats)
         click.echo(
             f"  {t.resource:<14}"
             + "".join(f"{c:>10}" for c in cells)

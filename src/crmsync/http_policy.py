@@ -167,6 +167,11 @@ class RequestBudget:
         self._in_flight = 0
         self._condition = threading.Condition()
 
+    def scarce(self) -> bool:
+        """Whether a request spent on a page that may not exist costs the run: under a quota,
+        a ceiling or a learnt rate limit (`Pacer.limited`)."""
+        return bool(self.max_requests) or self.pacer.limited
+
     @property
     def quota_reached(self) -> bool:
         return bool(self.max_requests) and self.started >= self.max_requests
@@ -248,6 +253,7 @@ class CrmSession(requests.Session):
         self.pages = PageShapes()
         self.timeout = (policy.connect_timeout, policy.read_timeout)
         self.lookahead = PageLookahead(self, policy.max_in_flight)
+        self.lookahead.scarce = self.budget.scarce
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
         self.mount("http://", adapter)
         self.mount("https://", adapter)

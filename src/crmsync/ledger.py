@@ -33,6 +33,7 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "rows": {"data_type": "bigint"},
     "repeats": {"data_type": "bigint"},
     "refetched": {"data_type": "bigint"},
+    "wasted": {"data_type": "bigint"},
     "list_moved": {"data_type": "bool"},
     "reported_total": {"data_type": "bigint"},
     "learnt_rate": {"data_type": "double"},
@@ -100,6 +101,12 @@ class ResourceTally:
         """Records entered the list while it was read: a total grew, a record came twice, or a
         page fetched ahead was out of date."""
         return self.total_grew or self.repeats > 0 or self.refetched > 0
+
+    @property
+    def wasted(self) -> int:
+        """Requests that brought no page the read used: retries (429s included), pages fetched
+        ahead past the end or fetched again."""
+        return max(0, self.requests - self.pages)
 
     @property
     def distinct_rows(self) -> int:
@@ -201,6 +208,7 @@ class RunLedger:
                     "finished_at": finished_at,
                     **{k: v for k, v in asdict(tally).items() if k in RUNS_COLUMNS},
                     "list_moved": tally.list_moved,
+                    "wasted": tally.wasted,
                     "complete": tally.complete,
                     "learnt_rate": self.learnt_rate,
                     "paced_seconds": round(self.paced_seconds, 3),

@@ -29,7 +29,12 @@ def ledger_document(ledger: RunLedger) -> dict[str, Any]:
     resources = []
     for tally in ledger.tallies.values():
         resources.append(
-            {**asdict(tally), "complete": tally.complete, "list_moved": tally.list_moved}
+            {
+                **asdict(tally),
+                "complete": tally.complete,
+                "list_moved": tally.list_moved,
+                "wasted": tally.wasted,
+            }
         )
     return {
         "run_id": ledger.run_id,
