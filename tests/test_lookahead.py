@@ -10,6 +10,7 @@ import pytest
 import requests
 from requests import PreparedRequest, Request, Response
 
+from crmsync.http_policy import RequestBudget
 from crmsync.pagination import PageLookahead, PageNumberPaginator
 
 URL = "http://crm.test/contacts"
@@ -155,3 +156,51 @@ def test_a_full_page_asks_for_the_next_even_when_the_total_says_the_list_ended()
     assert not paginator.has_next_page
     assert observer.pages == [(10, 10), (0, 10)]
     lookahead.close()
+
+
+def read_to_the_end(scarce: bool) -> list[int]:
+    """Reads a list of 8 pages without a total (the 8th short) the way rest_api does, and
+    returns the pages the look-ahead asked for."""
+    session = FakeSession(
+        {n: page(10 if n < 8 else 3 if n == 8 else 0, None) for n in range(1, 40)}
+    )
+    paginator, lookahead, request, _ = reader(session, view_filters=["since"])
+    lookahead.scarce = lambda: scarce
+    try:
+        while True:
+            url = next_url(request)
+            response = lookahead.take(url)
+            if response is None:
+                response = session.fetch(requests.Session().prepare_request(request))
+            paginator.update_state(response, response.json()["contacts"])
+            paginator.update_request(request)
+            if not paginator.has_next_page:
+                break
+    finally:
+        lookahead.close()
+    return session.fetched
+
+
+def test_where_requests_are_scarce_no_page_past_an_unknown_end_is_fetched_ahead() -> None:
+    plentiful = read_to_the_end(scarce=False)
+    scarce = read_to_the_end(scarce=True)
+
+    assert [n for n in plentiful if n > 8]  # the doubling window runs past the end
+    assert scarce == [2, 3, 4, 5, 6, 7, 8]  # each next page still ahead, none past the end
+
+
+def test_requests_are_scarce_under_a_quota_a_ceiling_or_a_learnt_rate() -> None:
+    plain, quota, ceiling, limited = (
+        RequestBudget(8),
+        RequestBudget(8, max_requests=100),
+        RequestBudget(8, max_per_second=5),
+        RequestBudget(8),
+    )
+    ticket = limited.acquire()
+    limited.release(ticket, page(0, None))
+    assert not limited.scarce()  # no limit shown yet: as fast as without one
+    throttled = page(0, None)
+    throttled.status_code = 429
+    limited.release(limited.acquire(), throttled)
+
+    assert [b.scarce() for b in (plain, quota, ceiling, limited)] == [False, True, True, True]

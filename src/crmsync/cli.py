@@ -17,7 +17,7 @@ from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 from crmsync.connection import CrmConnection
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.destinations import dry_run as check_destination
-from crmsync.failures import EXIT_CONFIG, Failure, describe
+from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
 from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceTally, RunLedger
 from crmsync.page_shape import envelope_keys
@@ -177,6 +177,12 @@ def main() -> None:
     is_flag=True,
     help="Check the CRM and destination settings (and the destination's connection); load nothing.",
 )
+@click.option(
+    "--max-requests",
+    type=click.IntRange(min=0),
+    help="Requests this run may send, retries included (else [sources.crm.http] max_requests;"
+    " 0: no quota). Reached: finished resources load, exit 5.",
+)
 def run(
     base_url: str | None,
     profile_path: Path | None,
@@ -198,6 +204,7 @@ def run(
     progress_interval: float,
     as_json: bool,
     dry_run: bool,
+    max_requests: int | None,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
     with _expected_failures(debug, as_json):
@@ -214,7 +221,9 @@ def run(
             strict=strict,
             page_processes=page_processes,
         )
-        policy = load_policy(allow_insecure_http=allow_insecure_http or None)
+        policy = load_policy(
+            allow_insecure_http=allow_insecure_http or None, max_requests=max_requests
+        )
         if dry_run:
             check_transport(connection.base_url, policy.allow_insecure_http)
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
@@ -238,10 +247,18 @@ def _run_and_report(
     )
     with progress(ledger, waiting=lambda: ledger.holding(), interval=progress_interval):
         result = run_sync(connection, settings, sync, profile, policy, ledger)
+    quota = (
+        quota_reached(policy.max_requests, result.loaded, result.unfinished)
+        if result.unfinished
+        else None
+    )
     if as_json:
-        click.echo(dumps(result_document(result, settings)))
+        click.echo(dumps(result_document(result, settings, quota)))
     else:
         _print_summary(result, settings)
+    if quota is not None:
+        click.echo(f"crmsync: {quota.message}", err=True)
+        sys.exit(quota.exit_code)
 
 
 def _print_summary(result: SyncResult, settings: RunSettings) -> None:
@@ -253,7 +270,7 @@ def _print_summary(result: SyncResult, settings: RunSettings) -> None:
 
 
 def _print_ledger(ledger: RunLedger) -> None:
-    figures = ("requests", "retries", "429s", "waited", "pages", "rows", "repeats")
+    figures = ("requests", "retries", "429s", "wasted", "waited", "pages", "rows", "repeats")
     click.echo(
         f"  {'resource':<14}"
         + "".join(f"{h:>10}" for h in figures)
@@ -262,7 +279,7 @@ def _print_ledger(ledger: RunLedger) -> None:
     for t in ledger.tallies.values():
         complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
         waited = f"{t.wait_seconds:.1f}s"
-        cells = (t.requests, t.retries, t.throttled, waited, t.pages, t.rows, t.repeats)
+        cells = (t.requests, t.retries, t.throttled, t.wasted, waited, t.pages, t.rows, t.repeats)
         click.echo(
             f"  {t.resource:<14}"
             + "".join(f"{c:>10}" for c in cells)

@@ -8,6 +8,8 @@ and what to do, not the chain. Exit codes:
     2  configuration or authentication: a setting is missing or wrong, credentials rejected
     3  source failure: the CRM failed, timed out, or answered with something unusable
     4  destination failure: extraction worked but loading did not
+    5  quota reached: the run sent its `max_requests`; the resources that finished their read
+       were loaded, the others kept their cursors: run again to finish the rest
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crmsync.exchange import TooManyRedirectsError
-from crmsync.http_policy import InsecureTransportError, MalformedBodyError
-from crmsync.ledger import IncompleteReadError
+from crmsync.http_policy import InsecureTransportError, MalformedBodyError, QuotaReached
+from crmsync.ledger import IncompleteReadError, QuotaCutReplaceError
 from crmsync.page_shape import NotAPageError
 from crmsync.redaction import redact_url, redact_urls_in
 
@@ -33,6 +35,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_SOURCE = 3
 EXIT_DESTINATION = 4
+EXIT_QUOTA = 5
 
 _ADVICE = {
     400: "the request was rejected; check the resource's params in your config",
@@ -63,6 +66,18 @@ def _describe(error: BaseException, attempts: int | None) -> Failure:
     for cause in chain:
         if isinstance(cause, DataValidationError):
             return Failure(EXIT_SOURCE, _contract_violation(cause))
+        if isinstance(cause, QuotaCutReplaceError):
+            return Failure(
+                EXIT_QUOTA,
+                f"{cause}; nothing was loaded; raise max_requests, or refresh fewer resources"
+                " at a time (--resources)",
+            )
+        if isinstance(cause, QuotaReached):
+            return Failure(
+                EXIT_QUOTA,
+                f"{prefix}{_request_line(cause)} was not sent: {cause} (max_requests); nothing"
+                " was loaded; run again, or raise max_requests",
+            )
         if isinstance(cause, IncompleteReadError):
             return Failure(
                 EXIT_SOURCE, f"{cause}; the read is incomplete, so nothing was loaded; rerun later"
@@ -122,6 +137,17 @@ def _describe(error: BaseException, attempts: int | None) -> Failure:
         )
     return Failure(
         EXIT_SOURCE, f"{prefix}{type(chain[-1]).__name__}: {_first_line(str(chain[-1]))}"
+    )
+
+
+def quota_reached(max_requests: int, loaded: list[str], left: list[str]) -> Failure:
+    """A run the request quota cut short: what it loaded, what is left, how to go on."""
+    done = ", ".join(loaded) if loaded else "nothing"
+    return Failure(
+        EXIT_QUOTA,
+        f"quota reached: the run sent its {max_requests} requests (max_requests); loaded"
+        f" {done}; left, cursors kept where they were: {', '.join(left)}. Run again to finish"
+        f" them (--resources {','.join(left)} spends the next quota on them alone)",
     )
 
 

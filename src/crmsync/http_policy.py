@@ -72,6 +72,10 @@ class HttpPolicy(BaseConfiguration):
     """Requests open at once across all resources."""
     max_requests_per_second: float = 0.0
     """0 means no rate cap of our own; the CRM's 429s still slow the whole budget down."""
+    max_requests: int = 0
+    """Requests one run may send (every attempt: retries and pages fetched ahead included);
+    0 means no quota. A run that reaches it loads the resources that finished their read
+    (`crmsync.ledger.ResourceObserver.quota_reached`)."""
     allow_insecure_http: bool = False
 
     def statuses(self) -> tuple[int, ...]:
@@ -127,12 +131,18 @@ class DecodedJsonResponse(requests.Response):
         return self.decoded
 
 
+class QuotaReached(requests.RequestException):
+    """The run has sent its `max_requests`: this request is not sent."""
+
+
 class RequestBudget:
-    """At most `max_in_flight` requests open, each started when the run's `Pacer` allows.
+    """At most `max_in_flight` requests open, each started when the run's `Pacer` allows, and
+    at most `max_requests` in the whole run (0: no quota).
 
     The pacer spaces requests to the rate it learns from the CRM, under the user's
     `max_per_second` if set (`crmsync.pacing`). A 429 also halves the requests allowed in
-    flight; each success afterwards gives one slot back, up to the maximum.
+    flight; each success afterwards gives one slot back, up to the maximum. Once `max_requests`
+    have started, every request asking for a slot gets `QuotaReached` instead, at once.
     """
 
     def __init__(
@@ -141,24 +151,42 @@ class RequestBudget:
         max_per_second: float = 0.0,
         max_pause: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_requests: int = 0,
     ) -> None:
         self.max_in_flight = max(1, max_in_flight)
         self.allowed_in_flight = self.max_in_flight
+        self.max_requests = max(0, max_requests)
+        self.started = 0
+        """Requests started so far (every attempt)."""
         self.pacer = Pacer(max_per_second, max_pause, clock)
         """The run's figures: `pacer.rate`, `pacer.waited_seconds`, `pacer.throttled`."""
         self._in_flight = 0
         self._condition = threading.Condition()
 
+    def scarce(self) -> bool:
+        """Whether a request spent on a page that may not exist costs the run: under a quota,
+        a ceiling or a learnt rate limit (`Pacer.limited`)."""
+        return bool(self.max_requests) or self.pacer.limited
+
+    @property
+    def quota_reached(self) -> bool:
+        return bool(self.max_requests) and self.started >= self.max_requests
+
     def acquire(self) -> Ticket:
-        """Waits for a slot and the pacer; the ticket goes back with `release`."""
+        """Waits for a slot and the pacer; the ticket goes back with `release`. Raises
+        `QuotaReached` once the run's `max_requests` have started, without waiting."""
         with self._condition:
             while True:
+                if self.quota_reached:
+                    self.pacer.hold(False)
+                    raise QuotaReached(f"the run's quota of {self.max_requests} requests is spent")
                 wait: float | None = None
                 if self._in_flight < self.allowed_in_flight:
                     wait = self.pacer.delay()
                     self.pacer.hold(wait > 0)
                     if wait <= 0:
                         self._in_flight += 1
+                        self.started += 1
                         return self.pacer.start()
                 self._condition.wait(timeout=wait)
 
@@ -213,11 +241,15 @@ class CrmSession(requests.Session):
         self.decoder = decoder or DictDecoder()
         self.ledger = ledger or RunLedger()
         self.budget = RequestBudget(
-            policy.max_in_flight, policy.max_requests_per_second, policy.max_retry_delay
+            policy.max_in_flight,
+            policy.max_requests_per_second,
+            policy.max_retry_delay,
+            max_requests=policy.max_requests,
         )
         self.pages = PageShapes()
         self.timeout = (policy.connect_timeout, policy.read_timeout)
         self.lookahead = PageLookahead(self, policy.max_in_flight)
+        self.lookahead.scarce = self.budget.scarce
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -252,10 +284,33 @@ class CrmSession(requests.Session):
         self.pages.expect_records(url, key)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        prefetched = self.lookahead.take(str(request.url))
-        if prefetched is not None:
-            return prefetched
-        return self.fetch(request, **kwargs)
+        try:
+            prefetched = self.lookahead.take(str(request.url))
+            if prefetched is not None:
+                return prefetched
+            return self.fetch(request, **kwargs)
+        except QuotaReached as error:
+            return self._quota_reached(request, error)
+
+    def _quota_reached(
+        self, request: requests.PreparedRequest, error: QuotaReached
+    ) -> requests.Response:
+        """The run's quota is spent before this page of a read: the read ends here, quietly,
+        and its resource is left for the next run (`ResourceObserver.quota_reached`), as an
+        empty page that holds no records. A request of no read the ledger tracks fails."""
+        observer = self.ledger.observer_of(resource_of(request), urlsplit(request.url or "").path)
+        if observer is None:
+            error.request = request
+            raise error
+        observer.quota_reached(self.budget.max_requests)
+        response = DecodedJsonResponse()
+        response.status_code = 200
+        response.reason = "quota reached"
+        response.url = str(request.url)
+        response.request = request
+        response._content = b"{}"
+        response.decoded = {}
+        return response
 
     def fetch(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         """Sends now, under the retry policy and the budget (the look-ahead sends this way).
@@ -293,8 +348,8 @@ class CrmSession(requests.Session):
 
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path
-        self.ledger.attempt(resource_of(request), path)
         ticket = self.budget.acquire()
+        self.ledger.attempt(resource_of(request), path)
         response: requests.Response | None = None
         try:
             response = exchange(

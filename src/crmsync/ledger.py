@@ -33,6 +33,7 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "rows": {"data_type": "bigint"},
     "repeats": {"data_type": "bigint"},
     "refetched": {"data_type": "bigint"},
+    "wasted": {"data_type": "bigint"},
     "list_moved": {"data_type": "bool"},
     "reads_in_full": {"data_type": "bool"},
     "reported_total": {"data_type": "bigint"},
@@ -56,6 +57,23 @@ class IncompleteReadError(Exception):
         super().__init__(
             f"{resource}: GET {path} reported meta.total={reported} but its pages held "
             f"{fetched} distinct records"
+        )
+
+
+QUOTA_REACHED = "quota reached"
+"""The outcome of a read the run's request quota cut short: nothing of it is loaded, its cursor
+stays, and the next run reads it again."""
+
+
+class QuotaCutReplaceError(Exception):
+    """The request quota ran out during a `--full-refresh`: dlt's refresh empties every table
+    of the run, loaded or not, so the run loads nothing rather than lose a table's records."""
+
+    def __init__(self, resource: str, max_requests: int) -> None:
+        self.resource = resource
+        super().__init__(
+            f"{resource}: the run's quota of {max_requests} requests (max_requests) ran out"
+            " before this read, which replaces its table (--full-refresh), had finished"
         )
 
 
@@ -88,6 +106,12 @@ class ResourceTally:
         return self.total_grew or self.repeats > 0 or self.refetched > 0
 
     @property
+    def wasted(self) -> int:
+        """Requests that brought no page the read used: retries (429s included), pages fetched
+        ahead past the end or fetched again."""
+        return max(0, self.requests - self.pages)
+
+    @property
     def distinct_rows(self) -> int:
         return self.rows - self.repeats
 
@@ -112,10 +136,13 @@ class RunLedger:
     """Requests per second the run was paced to (`crmsync.pacing`); None if never paced."""
     paced_seconds: float = 0.0
     """Seconds requests ready to go were held back for the CRM's rate limit."""
+    full_refresh: bool = False
+    """The run replaces every table it reads (`--full-refresh`)."""
     holding: Callable[[], bool] = field(default=lambda: False, repr=False)
     """Whether requests are being held back for the rate limit right now."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _started: float = field(default_factory=time.monotonic, repr=False)
+    _observers: dict[str, ResourceObserver] = field(default_factory=dict, repr=False)
 
     def track(self, resource: str, path: str) -> ResourceTally:
         with self._lock:
@@ -137,7 +164,25 @@ class RunLedger:
                 tally.throttled += 1
 
     def observer(self, resource: str, path: str) -> ResourceObserver:
-        return ResourceObserver(self, self.track(resource, path))
+        observer = ResourceObserver(self, self.track(resource, path))
+        self._observers[resource] = observer
+        return observer
+
+    def observer_of(self, resource: str | None, url_path: str) -> ResourceObserver | None:
+        """The observer of `resource`, else of the read whose requests go to `url_path` (the
+        endpoint's path, or a base URL's path followed by it), if the run tracks one."""
+        with self._lock:
+            if resource in self._observers:
+                return self._observers[resource]
+            paths = {o.tally.path: o for o in self._observers.values()}
+            suffixes = [p for p in paths if p.startswith("/") and url_path.endswith(p)]
+        return paths[max(suffixes, key=len)] if suffixes else None
+
+    @property
+    def unfinished(self) -> list[str]:
+        """The resources whose read the request quota cut short, for the next run to finish."""
+        with self._lock:
+            return [t.resource for t in self.tallies.values() if t.outcome == QUOTA_REACHED]
 
     @property
     def resources(self) -> set[str]:
@@ -169,6 +214,7 @@ class RunLedger:
                     **{k: v for k, v in asdict(tally).items() if k in RUNS_COLUMNS},
                     "list_moved": tally.list_moved,
                     "reads_in_full": tally.reads_in_full,
+                    "wasted": tally.wasted,
                     "complete": tally.complete,
                     "learnt_rate": self.learnt_rate,
                     "paced_seconds": round(self.paced_seconds, 3),
@@ -193,7 +239,8 @@ class ResourceObserver:
 
     An incomplete read fails where it would replace the table (`replaces`) or under `--strict`;
     otherwise it loads what it read and calls `hold_cursor`, so the next run reads the same
-    window again instead of moving past the records this one missed.
+    window again instead of moving past the records this one missed. A read the request quota
+    cuts short (`quota_reached`) holds its cursor the same way, and loads nothing.
     """
 
     ledger: RunLedger
@@ -204,7 +251,28 @@ class ResourceObserver:
     def __deepcopy__(self, memo: dict[int, Any]) -> ResourceObserver:
         return self
 
+    @property
+    def cut(self) -> bool:
+        """The request quota cut this read short."""
+        return self.tally.outcome == QUOTA_REACHED
+
+    def quota_reached(self, max_requests: int) -> None:
+        """The run's request quota is spent before this read finished: it ends now, its cursor
+        held, and the run leaves its records out of the load (`crmsync.sync`), so a table it
+        would replace stays as it was. Under `--full-refresh` it fails instead
+        (`QuotaCutReplaceError`) and the run loads nothing: dlt's refresh empties every table
+        of the run, loaded or not."""
+        if self.cut:
+            return
+        self.tally.outcome = QUOTA_REACHED
+        if self.ledger.full_refresh:
+            raise QuotaCutReplaceError(self.tally.resource, max_requests)
+        if self.hold_cursor is not None:
+            self.hold_cursor()
+
     def page_read(self, rows: int, total: int | None) -> None:
+        if self.cut:
+            return  # the empty page that ends a read cut short
         with self.ledger._lock:
             tally = self.tally
             tally.pages += 1
@@ -225,6 +293,8 @@ class ResourceObserver:
 
     def read_finished(self) -> None:
         tally = self.tally
+        if self.cut:
+            return
         if tally.complete is False:
             error = IncompleteReadError(
                 tally.resource, tally.path, tally.reported_total or 0, tally.distinct_rows

@@ -176,6 +176,12 @@ class Pacer:
         return max(0.0, wait)
 
     @property
+    def limited(self) -> bool:
+        """Whether requests are scarce: a ceiling is set, a rate was learnt, or one is being
+        held back right now."""
+        return bool(self._interval) or self.rate is not None or self._held_since is not None
+
+    @property
     def holding(self) -> bool:
         """Whether a request ready to go is being held back for the CRM's limit right now."""
         return self._held_since is not None

@@ -75,6 +75,9 @@ class PageLookahead:
         self._by_read: dict[int, list[str]] = {}
         self._furthest: dict[int, int] = {}
         self._lock = threading.Lock()
+        self.scarce: Callable[[], bool] = lambda: False
+        """Whether requests are scarce (the session's budget: a quota, a rate limit): then a
+        paginator asks for no page ahead that it does not know it needs."""
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PageLookahead:
         return self
@@ -245,12 +248,17 @@ class PageNumberPaginator(BasePaginator):
 
     def _pages_ahead(self) -> range:
         """The next pages: up to the last one `meta.total` implies, or a doubling window; none
-        past the next where the list may move and no total can tell whether it did."""
+        past the next where the list may move and no total can tell whether it did. Where
+        requests are scarce (`PageLookahead.scarce`), no window past an unknown end: just the
+        next page, which the full page before it makes certain."""
         reach = self.lookahead.max_pages if self.lookahead else 1
         if self.total is not None and self.limit:
             last = self.base_page + math.ceil(self.total / self.limit) - 1
         elif self.list_moves:
             last = self.page - 1
+        elif self.lookahead is not None and self.lookahead.scarce():
+            last = self.page
+            self._window = 1
         else:
             last = self.page + self._window - 1
             self._window = min(reach, self._window * 2)

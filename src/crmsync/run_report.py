@@ -8,8 +8,10 @@ Sample (trimmed):
      "resources": [{"resource": "contacts", "requests": 3, "pages": 3, "rows": 1200,
                     "complete": true, "list_moved": false, "outcome": "ok", ...}]}
 
-A failed run has `"outcome": "failed"`, the one-line `message` and the `exit_code` the process
-ends with; its `resources` say how far each got.
+A run the request quota cut short has `"outcome": "quota reached"`, its `exit_code` (5),
+`message` and the `unfinished` resources. A failed run has `"outcome": "failed"`, the
+one-line `message` and the `exit_code` the process ends with; its `resources` say how far
+each got.
 """
 
 from __future__ import annotations
@@ -27,7 +29,12 @@ def ledger_document(ledger: RunLedger) -> dict[str, Any]:
     resources = []
     for tally in ledger.tallies.values():
         resources.append(
-            {**asdict(tally), "complete": tally.complete, "list_moved": tally.list_moved}
+            {
+                **asdict(tally),
+                "complete": tally.complete,
+                "list_moved": tally.list_moved,
+                "wasted": tally.wasted,
+            }
         )
     return {
         "run_id": ledger.run_id,
@@ -39,13 +46,24 @@ def ledger_document(ledger: RunLedger) -> dict[str, Any]:
     }
 
 
-def result_document(result: SyncResult, settings: RunSettings) -> dict[str, Any]:
+def result_document(
+    result: SyncResult, settings: RunSettings, quota: Failure | None = None
+) -> dict[str, Any]:
+    """`quota`: the run's request quota cut it short (`crmsync.failures.quota_reached`)."""
     tables = {
         table: {"rows": rows, "this_run": result.row_counts.get(table, 0)}
         for table, rows in result.data_tables.items()
     }
+    ended: dict[str, Any] = {"outcome": "ok"}
+    if quota is not None:
+        ended = {
+            "outcome": "quota reached",
+            "exit_code": quota.exit_code,
+            "message": quota.message,
+            "unfinished": result.unfinished,
+        }
     return {
-        "outcome": "ok",
+        **ended,
         "destination": str(settings.destination),
         "dataset": settings.dataset_name,
         "tables": tables,

@@ -58,6 +58,19 @@ class SyncResult:
     load_info: LoadInfo | None = None
 
     @property
+    def loaded(self) -> list[str]:
+        """Resources whose read finished, and whose records this run loaded."""
+        return [
+            t.resource for t in self.ledger.tallies.values() if t.outcome in ("ok", "incomplete")
+        ]
+
+    @property
+    def unfinished(self) -> list[str]:
+        """Resources the request quota cut short: nothing of them was loaded, their cursors
+        stayed, and the next run reads them again."""
+        return self.ledger.unfinished
+
+    @property
     def data_tables(self) -> dict[str, int]:
         return {t: n for t, n in sorted(self.table_rows.items()) if not t.startswith("_")}
 
@@ -155,12 +168,14 @@ def _run(
     session = CrmSession(policy, ledger, decoder)
     pacer = session.budget.pacer
     ledger.holding = lambda: pacer.holding
+    ledger.full_refresh = sync.full_refresh
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, session)
         source = adapt_source(source, settings, list_fields(profile or built_in_profile()))
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
+        _leave_out(pipeline, source, ledger.unfinished)
     finally:
         session.close()
         ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
@@ -233,6 +248,28 @@ def _extract(
         ledger.finish(failed or ledger.resources)
         _store_ledger(pipeline, ledger)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
+
+
+def _leave_out(pipeline: dlt.Pipeline, source: DltSource, resources: Sequence[str]) -> None:
+    """Removes the records of `resources`, reads the request quota cut short, from the load
+    just extracted: none of a partial read lands, so no table is replaced with part of its
+    records (dlt truncates only the tables a load has files for), and the cursor the read held
+    (`ResourceObserver.quota_reached`) is the one its next run starts from."""
+    tables = set()
+    for name in resources:
+        table = source.resources[name].table_name if name in source.resources else name
+        tables.add(
+            source.schema.naming.normalize_table_identifier(
+                table if isinstance(table, str) else name
+            )
+        )
+    if not tables:
+        return
+    for load_id in pipeline.list_extracted_load_packages():
+        for job in pipeline.get_load_package_info(load_id).jobs["new_jobs"]:
+            table = job.job_file_info.table_name
+            if table in tables or any(table.startswith(f"{t}__") for t in tables):
+                Path(job.file_path).unlink()
 
 
 def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
