@@ -90,7 +90,7 @@ def test_pipedrive_reads_changes_since_a_utc_time_deletions_included(
     pipedrive: PipedriveLike,
 ) -> None:
     pipedrive.update("persons", 7, name="Changed")
-    pipedrive.delete("deals", 3)
+    pipedrive.remove("deals", 3)
     since = "2026-01-01 00:00:00"
 
     persons = pipedrive_get(pipedrive, "/v1/persons", since_timestamp=since).json()["data"]
@@ -136,7 +136,7 @@ def test_hubspot_lists_archived_records_apart_and_filters_by_epoch_ms(
     hubspot: HubSpotLike,
 ) -> None:
     hubspot.update("contacts", "99700", firstname="Changed")
-    hubspot.archive("contacts", "100000")
+    hubspot.remove("contacts", "100000")
     since = str(epoch_ms("2026-01-01T00:00:00.000Z"))
 
     changed = hubspot_get(hubspot, "/crm/v3/objects/contacts", since=since).json()["results"]

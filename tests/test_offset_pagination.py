@@ -1,19 +1,26 @@
 """The offset paginator (`crm_offset`) with fake responses and a fake session, as dlt tests its
-paginators: the params it sends, where a read ends, and which offsets it fetches ahead."""
+paginators: the params it sends, where a read ends, and which offsets it fetches ahead; then
+once over HTTP, through rest_api, against the Pipedrive-shaped test server."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import dlt
 import orjson
 import pytest
 import requests
 from dlt.sources.rest_api.config_setup import create_paginator, get_paginator_class
 from requests import PreparedRequest, Request, Response
 
+from crmsync import rest_api_source
+from crmsync.http_policy import CrmSession
 from crmsync.offset_pagination import OffsetPaginator
 from crmsync.pagination import PageLookahead, paginator_from_config
+from tests.conftest import fast_policy
+from tests.support.pipedrive_like import TOKEN, PipedriveLike
 
 URL = "http://crm.test/v1/deals"
 HAS_MORE = "additional_data.pagination.more_items_in_collection"
@@ -243,3 +250,48 @@ def test_a_crm_offset_config_dict_becomes_an_instance_with_the_runs_observer() -
 def test_a_page_size_that_is_not_a_positive_integer_is_refused(limit: Any) -> None:
     with pytest.raises(ValueError, match="page size `limit` must be"):
         OffsetPaginator(limit=limit)
+
+
+@pytest.mark.parametrize("ahead", [False, True], ids=["config-dict", "instance-reading-ahead"])
+def test_an_offset_paged_api_loads_whole_over_http_through_rest_api_source(
+    workdir: Path, ahead: bool
+) -> None:
+    """1,000 persons in pages of 100: the full page at 900 says there are no more items."""
+    session = CrmSession(fast_policy())
+    options = {"offset_param": "start", "limit": 100, "has_more_path": HAS_MORE}
+    paginator: Any = {"type": "crm_offset", **options}
+    if ahead:  # a first read of a list in id order: a doubling window of offsets ahead
+        paginator = OffsetPaginator(**options, lookahead=session.lookahead, view_filters=[])
+    with PipedriveLike(persons=1000, deals=0) as server:
+        source = rest_api_source(
+            {
+                "client": {
+                    "base_url": server.url,
+                    "session": session,
+                    "auth": {"type": "api_key", "name": "api_token", "api_key": TOKEN,
+                             "location": "query"},
+                },
+                "resources": [
+                    {
+                        "name": "persons",
+                        "primary_key": "id",
+                        "endpoint": {
+                            "path": "/v1/persons",
+                            "data_selector": "data",
+                            "paginator": paginator,
+                        },
+                    }
+                ],
+            }
+        )  # fmt: skip
+        pipeline = dlt.pipeline("offsets", destination="duckdb", dataset_name="crm")
+        pipeline.run(source)
+    session.close()
+
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("select id from persons order by id") == [
+            (n,) for n in range(1, 1001)
+        ]
+    starts = [int(seen.query["start"]) for seen in server.seen]
+    assert sorted(starts)[:10] == list(range(0, 1000, 100))
+    assert len(starts) == len(set(starts)) and (len(starts) > 10) is ahead

@@ -70,6 +70,18 @@ class ShapeServer(LoopbackServer):
     def respond(self, method: str, path: str, query: dict[str, str]) -> Answer:
         raise NotImplementedError
 
+    def update(self, resource: str, record_id: Any, **fields: Any) -> dict[str, Any]:
+        """Changes a record as a user of the CRM would: its change time moves to `tick()`."""
+        raise NotImplementedError
+
+    def remove(self, resource: str, record_id: Any) -> dict[str, Any]:
+        """Deletes (or archives) a record the way the CRM does."""
+        raise NotImplementedError
+
+    def live_ids(self, resource: str) -> list[Any]:
+        """The ids of the records not deleted (or archived), in listing order."""
+        raise NotImplementedError
+
     def tick(self) -> datetime:
         with self._lock:
             self._clock += timedelta(seconds=1)

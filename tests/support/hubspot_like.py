@@ -122,7 +122,8 @@ class HubSpotLike(ShapeServer):
         record["updatedAt"] = now
         return record
 
-    def archive(self, resource: str, record_id: str) -> dict[str, Any]:
+    def remove(self, resource: str, record_id: str) -> dict[str, Any]:
+        """Archives the record (HubSpot's delete)."""
         record = self.update(resource, record_id)
         record.update(archived=True, archivedAt=record["updatedAt"])
         return record

@@ -94,7 +94,7 @@ class PipedriveLike(ShapeServer):
         record.update(fields, update_time=pipedrive_time(self.tick()))
         return record
 
-    def delete(self, resource: str, record_id: int) -> dict[str, Any]:
+    def remove(self, resource: str, record_id: int) -> dict[str, Any]:
         if resource == "deals":
             return self.update(resource, record_id, status="deleted", active=False, deleted=True)
         return self.update(resource, record_id, active_flag=False)
