@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -60,6 +60,7 @@ class ShapeServer(LoopbackServer):
         self.seen: list[SeenRequest] = []
         self._lock = threading.Lock()
         self._clock = MUTATIONS_BEGIN
+        self._views: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
 
     def authorized(self, query: dict[str, str], headers: dict[str, str]) -> bool:
         raise NotImplementedError
@@ -83,9 +84,28 @@ class ShapeServer(LoopbackServer):
         raise NotImplementedError
 
     def tick(self) -> datetime:
+        """The time of a mutation; every view listed so far is stale now."""
         with self._lock:
+            self._views.clear()
             self._clock += timedelta(seconds=1)
             return self._clock
+
+    def tick_done(self) -> None:
+        """A mutation that changed more after its `tick()`: the views are stale again."""
+        with self._lock:
+            self._views.clear()
+
+    def view(
+        self, resource: str, key: tuple[Any, ...], admits: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """The records of `resource` that `admits` lets in, in id order: listed once per `key`
+        (the filter's params) until the next mutation, so that a page costs a slice, not a
+        sort and a scan."""
+        cached = self._views.get((resource, *key))
+        if cached is None:
+            cached = [r for r in in_id_order(self.records[resource]) if admits(r)]
+            self._views[(resource, *key)] = cached
+        return cached
 
     def requests_to(self, path: str) -> list[SeenRequest]:
         return [seen for seen in self.seen if seen.path == path]

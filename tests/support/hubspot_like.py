@@ -126,6 +126,7 @@ class HubSpotLike(ShapeServer):
         """Archives the record (HubSpot's delete)."""
         record = self.update(resource, record_id)
         record.update(archived=True, archivedAt=record["updatedAt"])
+        self.tick_done()
         return record
 
     def live_ids(self, resource: str) -> list[str]:
@@ -159,13 +160,15 @@ class HubSpotLike(ShapeServer):
         archived = query.get("archived", "false").lower() == "true"
         wanted = set(DEFAULT_PROPERTIES[resource])
         wanted.update(name for name in query.get("properties", "").split(",") if name)
-        listed = [
-            record
-            for record in in_id_order(self.records[resource])
-            if record["archived"] is archived
-            and (after is None or int(record["id"]) > after)
-            and (since is None or epoch_ms(record["updatedAt"]) >= since)
-        ]
+        view = self.view(
+            resource,
+            (archived, since),
+            lambda record: (
+                record["archived"] is archived
+                and (since is None or epoch_ms(record["updatedAt"]) >= since)
+            ),
+        )
+        listed = [record for record in view if after is None or int(record["id"]) > after]
         page = [_with_properties(record, wanted) for record in listed[:limit]]
         body: dict[str, Any] = {"results": page}
         if len(listed) > limit:

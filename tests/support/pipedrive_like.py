@@ -31,7 +31,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.api_shapes import Answer, ShapeServer, in_id_order
+from tests.support.api_shapes import Answer, ShapeServer
 
 TOKEN = "pd-token-3f9c2e7a1b"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -130,12 +130,14 @@ class PipedriveLike(ShapeServer):
         except ValueError as bad:
             return _failure(400, str(bad))
         status = query.get("status", "all_not_deleted")
-        listed = [
-            record
-            for record in in_id_order(self.records[resource])
-            if (since is None or record["update_time"] >= since)
-            and _status_admits(status, record, changes=since is not None)
-        ]
+        listed = self.view(
+            resource,
+            (since, status),
+            lambda record: (
+                (since is None or record["update_time"] >= since)
+                and _status_admits(status, record, changes=since is not None)
+            ),
+        )
         page = listed[start : start + limit]
         pagination: dict[str, Any] = {
             "start": start,
