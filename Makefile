@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint soak bench bench-memory bench-rate clean
+.PHONY: demo test lint soak bench bench-memory bench-rate bench-offset clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-memory: $(STAMP)
 
 bench-rate: $(STAMP)
 	$(BIN)/python bench/compare.py --rate-limit 5,10,20 --rate-headers none,x
+
+bench-offset: $(STAMP)
+	$(BIN)/python bench/offset_lookahead.py
 
 clean:
 	rm -rf $(VENV) crmsync.duckdb .pytest_cache .mypy_cache .ruff_cache
