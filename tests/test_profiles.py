@@ -238,7 +238,8 @@ def test_an_unparseable_cursor_value_fails_naming_the_record_and_value(
     assert done.returncode == EXIT_SOURCE
     failure = done.stderr.splitlines()[-1]
     assert failure.startswith("crmsync: people: record 1 of GET /people?per_page=50&page=1 (id 1):")
-    assert "properties.changed '2026-01-01 09:01:00' is not the pattern '%d.%m.%Y %H:%M'" in failure
+    value = "properties.changed '2026-01-01 09:01:00'"
+    assert f"{value} is not the pattern '%d.%m.%Y %H:%M' nor RFC 3339" in failure
 
 
 def test_hard_delete_from_resource_defaults_removes_deleted_rows(

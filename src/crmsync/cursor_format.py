@@ -10,7 +10,9 @@ CRMs disagree: the contract sends RFC 3339 (`2026-03-01T12:00:00Z`), others a lo
     a strftime pattern   "%Y-%m-%d %H:%M:%S"   2026-03-01 12:00:00
 
 crmsync turns every cursor value into a UTC datetime as it reads it (the cursor column lands as
-a timestamp) and writes the filter param back in the CRM's format. The cursor then compares,
+a timestamp) and writes the filter param back in the CRM's format. Records may carry the value
+in that format or in RFC 3339: many CRMs filter by epoch milliseconds but write ISO timestamps
+in their records (HubSpot's `hs_lastmodifieddate`). The cursor then compares,
 and the lookback subtracts, in one kind of value whatever the format, and a pattern without a
 zone means UTC: the result never depends on the machine's time zone.
 """
@@ -47,6 +49,16 @@ class CursorFormat:
             return value if value.tzinfo else value.replace(tzinfo=UTC)
         if self.spec == RFC3339:
             return parse_timestamp(value) if isinstance(value, str) else None
+        return self._parse_own(value)
+
+    def parse_record_value(self, value: Any) -> datetime | None:
+        """A record's cursor value: in this format, or else in RFC 3339."""
+        parsed = self.parse(value)
+        if parsed is None and isinstance(value, str):
+            return parse_timestamp(value)
+        return parsed
+
+    def _parse_own(self, value: Any) -> datetime | None:
         if self.spec in (EPOCH_SECONDS, EPOCH_MILLISECONDS):
             number = _number(value)
             if number is None:
@@ -76,7 +88,8 @@ class CursorFormat:
         return moment.strftime(self.spec)
 
     def describe(self) -> str:
-        return self.spec if self.spec in NAMED else f"the pattern {self.spec!r}"
+        own = self.spec if self.spec in NAMED else f"the pattern {self.spec!r}"
+        return own if self.is_rfc3339 else f"{own} nor RFC 3339"
 
 
 def cursor_format(spec: Any = None) -> CursorFormat:

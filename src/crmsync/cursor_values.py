@@ -38,7 +38,7 @@ class CursorValues:
             if not isinstance(holder, dict) or holder.get(self.field) is None:
                 continue
             value = holder[self.field]
-            parsed = self.format.parse(value)
+            parsed = self.format.parse_record_value(value)
             if parsed is None:
                 ident = record.get(self.primary_key) if self.primary_key else None
                 named = f" (id {ident})" if ident is not None else ""

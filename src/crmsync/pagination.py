@@ -23,10 +23,10 @@ from crmsync.lookahead import (
     PageCheck,
     PageFetcher,
     PageLookahead,
-    PageObserver,
     PositionalPaginator,
 )
 from crmsync.offset_pagination import OFFSET_TYPE, OffsetPaginator
+from crmsync.page_observer import PageObserver
 
 __all__ = [
     "OFFSET_TYPE",
