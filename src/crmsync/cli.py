@@ -25,7 +25,7 @@ from crmsync.pagination import paginator_from_config
 from crmsync.plan import LISTING_SUFFIX, plan_resources
 from crmsync.profile import Profile, load_profile, resource_names
 from crmsync.progress import PLAIN_INTERVAL_SECONDS, progress
-from crmsync.redaction import redact_url
+from crmsync.redaction import redact_url, redact_urls_in
 from crmsync.run_report import dumps, failure_document, result_document
 from crmsync.source import SyncOptions
 from crmsync.sync import (
@@ -51,7 +51,8 @@ def _fail(
     if debug and error is not None:
         import traceback
 
-        traceback.print_exception(error)
+        # redacted as every message is: a library's error may quote a URL with its key
+        click.echo(redact_urls_in("".join(traceback.format_exception(error))), err=True, nl=False)
     if as_json:
         click.echo(dumps(failure_document(failure, ledger)))
     click.echo(f"crmsync: {failure.message}", err=True)

@@ -95,6 +95,10 @@ def exchange(
         response = _send(session, sent, ends, timeout, kwargs)
     response.history = history
     response.elapsed = timedelta(seconds=time.monotonic() - started)
+    if response.status_code >= 400:
+        # the error `raise_for_status` (a response hook) raises quotes this URL, and dlt keeps
+        # the message in its trace, on disk: redacted first
+        response.url = redact_url(response.url)
     hooked: requests.Response = dispatch_hook(  # type: ignore[no-untyped-call]  # untyped in requests
         "response", request.hooks, response, timeout=timeout, **kwargs
     )

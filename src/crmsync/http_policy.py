@@ -41,7 +41,7 @@ from crmsync.page_decoding import DictDecoder, MalformedBody
 from crmsync.page_observer import resource_of
 from crmsync.page_shape import NotAPageError, PageShapes
 from crmsync.pagination import PageLookahead
-from crmsync.redaction import redact_url
+from crmsync.redaction import redact_url, redact_urls_in
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -361,6 +361,11 @@ class CrmSession(requests.Session):
             )
         except requests.HTTPError as error:
             response = error.response
+            raise
+        except requests.RequestException as error:
+            # urllib3 quotes the request line (`... with url: /persons?api_token=...`); dlt
+            # keeps the message in its trace, on disk
+            error.args = tuple(redact_urls_in(str(arg)) for arg in error.args)
             raise
         finally:
             self.budget.release(ticket, response)
