@@ -68,33 +68,38 @@ class CrmConnection:
     password: str = field(repr=False)
 
     @classmethod
-    def from_config(cls, base_url: str | None = None) -> CrmConnection:
-        """Reads `sources.crm.*` and nothing else.
+    def from_config(cls, base_url: str | None = None, section: str = SECTION) -> CrmConnection:
+        """Reads `<section>.*` (`sources.crm` unless a tenant names its own) and nothing else.
 
         dlt's argument injection would fall back to a bare `USERNAME`, which on many systems is
         the OS login name, so the three keys are read by their full names.
         """
         values = {
-            "base_url": base_url or dlt.config.get(f"{SECTION}.base_url"),
-            "username": dlt.secrets.get(f"{SECTION}.username"),
-            "password": dlt.secrets.get(f"{SECTION}.password"),
+            "base_url": base_url or dlt.config.get(f"{section}.base_url"),
+            "username": dlt.secrets.get(f"{section}.username"),
+            "password": dlt.secrets.get(f"{section}.password"),
         }
         missing = [key for key, value in values.items() if not value]
         if missing:
-            raise MissingSettingError(_how_to_set(missing))
+            raise MissingSettingError(_how_to_set(missing, section))
         return cls(**{key: str(value) for key, value in values.items()})
 
 
-def _how_to_set(missing: list[str]) -> str:
+def env_name(section: str, key: str) -> str:
+    """The environment variable dlt reads for `key` under `section`: `SOURCES__CRM__PASSWORD`."""
+    return "__".join([*section.split("."), key]).upper()
+
+
+def _how_to_set(missing: list[str], section: str = SECTION) -> str:
     where = []
     for key in missing:
-        env = f"SOURCES__CRM__{key.upper()}"
+        env = env_name(section, key)
         if key == "base_url":
             where.append(
-                f"{env} (or --base-url, or base_url under [sources.crm] in .dlt/config.toml)"
+                f"{env} (or --base-url, or base_url under [{section}] in .dlt/config.toml)"
             )
         else:
-            where.append(f"{env} (or {key} under [sources.crm] in .dlt/secrets.toml)")
+            where.append(f"{env} (or {key} under [{section}] in .dlt/secrets.toml)")
     return "missing CRM setting: set " + "; ".join(where)
 
 
