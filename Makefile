@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint soak bench bench-memory bench-rate clean
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+
+.PHONY: demo test test-airflow lint soak bench bench-memory bench-rate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +22,17 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -W error -q --durations=15
+
+# Airflow in its own venv (the main one never needs it), pinned by .ci/airflow-constraints.txt
+$(AIRFLOW_STAMP): pyproject.toml .ci/airflow-constraints.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c .ci/airflow-constraints.txt -e ".[airflow,postgres]"
+	touch $(AIRFLOW_STAMP)
+
+# three tenants' CRMs through `airflow dags test` into a real PostgreSQL, twice
+test-airflow: $(AIRFLOW_STAMP)
+	$(AIRFLOW_VENV)/bin/python .ci/airflow_dag_test.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -38,4 +52,4 @@ bench-rate: $(STAMP)
 	$(BIN)/python bench/compare.py --rate-limit 5,10,20 --rate-headers none,x
 
 clean:
-	rm -rf $(VENV) crmsync.duckdb .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) crmsync.duckdb .pytest_cache .mypy_cache .ruff_cache
