@@ -23,16 +23,19 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -W error -q --durations=15
 
-# Airflow in its own venv (the main one never needs it), pinned by .ci/airflow-constraints.txt
+# Airflow and dlt's dashboard in their own venv (the main one needs neither); Airflow and
+# crmsync's dependencies pinned by .ci/airflow-constraints.txt
 $(AIRFLOW_STAMP): pyproject.toml .ci/airflow-constraints.txt
 	$(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c .ci/airflow-constraints.txt -e ".[airflow,postgres]"
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -c .ci/airflow-constraints.txt -e ".[airflow,postgres,dashboard,dev]"
 	touch $(AIRFLOW_STAMP)
 
-# three tenants' CRMs through `airflow dags test` into a real PostgreSQL, twice
+# three tenants' CRMs through `airflow dags test` into a real PostgreSQL, twice; then
+# `dlt pipeline crmsync show` serving its dashboard after a run
 test-airflow: $(AIRFLOW_STAMP)
 	$(AIRFLOW_VENV)/bin/python .ci/airflow_dag_test.py
+	$(AIRFLOW_VENV)/bin/pytest -W error -q -p no:cacheprovider tests/test_dashboard.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -162,6 +162,8 @@ def main() -> None:
         )
         (work / "dags").mkdir()
         (work / "dags" / "crmsync_dags.py").write_text(DAG_FILE)
+        example = ROOT / "examples" / "schedule_with_airflow.py"
+        (work / "dags" / "schedule_with_airflow.py").write_text(example.read_text())
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "AIRFLOW"))}
         env.update(
             AIRFLOW_HOME=str(work),
@@ -180,6 +182,21 @@ def main() -> None:
             [str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True
         )
         check(migrated.returncode == 0, f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
+        listed = subprocess.run(
+            [str(BIN / "airflow"), "dags", "list", "--output", "plain"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        dag_ids = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+        expected = {
+            "crmsync_tenants",
+            "crmsync_serialized",
+            "crmsync_failing",
+            "crmsync_tenants_hourly",
+        }
+        check(expected <= dag_ids, f"DAGs missing: {listed.stdout}\n{listed.stderr[-3000:]}")
+        print("  the DAGs and examples/schedule_with_airflow.py parse", flush=True)
 
         print("first run:", flush=True)
         for dag_id in ("crmsync_tenants", "crmsync_serialized"):
