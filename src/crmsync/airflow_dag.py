@@ -156,12 +156,14 @@ def build_dag(
     retries: int = 2,
     retry_delay: timedelta = timedelta(minutes=5),
     start_date: datetime | None = None,
+    pool: str | None = None,
     **dag_kwargs: Any,
 ) -> Any:
     """The DAG: one task group per tenant of `tenants_file` (or of `tenants`), see the module.
 
     The tenants file is read here (names, profiles, resources: no secrets) to shape the DAG,
-    and again by each task when it runs."""
+    and again by each task when it runs. `pool` puts every task in that Airflow pool (to cap
+    concurrent syncs into one warehouse); the rest goes to Airflow's `DAG`."""
     from airflow.providers.standard.operators.python import PythonOperator
     from airflow.sdk import DAG, TaskGroup
 
@@ -174,7 +176,11 @@ def build_dag(
         dag_id=dag_id,
         schedule=schedule,
         start_date=start_date or datetime(2026, 1, 1),
-        default_args={"retries": retries, "retry_delay": retry_delay},
+        default_args={
+            "retries": retries,
+            "retry_delay": retry_delay,
+            **({"pool": pool} if pool else {}),
+        },
         **dag_kwargs,
     ) as dag:
         for spec in specs:
