@@ -47,6 +47,7 @@ TENANTS = {
 }
 DAG_FILE = """
 import os
+from datetime import timedelta
 from crmsync.airflow_dag import build_dag
 
 TENANTS = os.environ["CRMSYNC_TENANTS"]
@@ -54,7 +55,10 @@ tenants = build_dag(TENANTS, "crmsync_tenants", schedule=None, tenants=["acme", 
 serialized = build_dag(
     TENANTS, "crmsync_serialized", schedule=None, decompose="serialize", tenants=["initech"]
 )
-failing = build_dag(TENANTS, "crmsync_failing", schedule=None, tenants=["badco", "acme"])
+failing = build_dag(  # a retry would show within seconds: exit 2 must not be retried
+    TENANTS, "crmsync_failing", schedule=None, tenants=["badco", "acme"],
+    retry_delay=timedelta(seconds=1),
+)
 """
 
 
@@ -245,7 +249,10 @@ def main() -> None:
         output = done.stdout + done.stderr
         line = "crmsync: tenant badco: accounts: GET /accounts"
         check(line in output, f"no one-line failure for badco in:\n{output[-5000:]}")
-        message = next(x for x in output.splitlines() if line in x)
+        attempts = [x for x in output.splitlines() if line in x and "crmsync: tenant" in x]
+        message = attempts[0]
+        tries = len({r["run_id"] for r in runs(postgres, "crm_badco")})  # one ledger per try
+        check(tries == 1, f"badco's task was tried {tries} times: exit 2 is not retried")
         check("401" in message and "SOURCES__CRM_BADCO__USERNAME" in message, message)
         check("wrong-secret-pw" not in output, "the password was printed")
         acme_runs = runs(postgres, "crm_acme")

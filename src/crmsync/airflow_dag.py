@@ -141,10 +141,18 @@ def run_task(tenants_file: str, tenant: str, resources: list[str] | None = None)
     except CrmSyncError as error:
         print(f"crmsync: {error}", file=sys.stderr, flush=True)
         if error.exit_code == EXIT_CONFIG:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(str(error)) from None  # retrying cannot help
+            raise _fail_exception()(str(error)) from None  # retrying cannot help
         raise
+
+
+def _fail_exception() -> type[Exception]:
+    """Airflow's exception that fails a task without its retries (3.1: `airflow.exceptions`;
+    later versions also export it from `airflow.sdk.exceptions`)."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:
+        from airflow.exceptions import AirflowFailException
+    return AirflowFailException  # type: ignore[no-any-return]
 
 
 def build_dag(
