@@ -187,7 +187,7 @@ def main() -> None:
         )
         check(migrated.returncode == 0, f"airflow db migrate failed:\n{migrated.stderr[-3000:]}")
         listed = subprocess.run(
-            [str(BIN / "airflow"), "dags", "list", "--output", "plain"],
+            [str(BIN / "airflow"), "dags", "list", "--local", "--output", "plain"],
             env=env,
             capture_output=True,
             text=True,
