@@ -1,99 +1,35 @@
-"""Run crmsync on a schedule with Apache Airflow 3.
+"""Run crmsync for every CRM account of a tenants file on Apache Airflow 3.
 
-This module imports only crmsync; Airflow is imported when `build_dag()` is called, so the file
-imports cleanly (and `sync_crm` is usable) where Airflow is not installed. In Airflow, put this
-file next to a two-line DAG file in the dags folder (or copy both into one file):
+Put this file in the dags folder; the workers need `pip install "crmsync[airflow,postgres]"`
+(or the extra of your destination). It makes one task group per tenant of the tenants file
+(`CRMSYNC_TENANTS`, else /srv/crmsync/tenants.toml): no dependencies between the groups, so the
+executor runs tenants side by side and one tenant's failure fails its group alone. Each tenant
+syncs as its own dlt pipeline (`crmsync_<tenant>`), one run at a time (see
+`crmsync.airflow_dag` for why a tenant's resources are never split into parallel tasks).
 
-    from schedule_with_airflow import build_dag
+The workers read each tenant's credentials from the section its entry names, the dlt way:
+`SOURCES__CRM_ACME__USERNAME`, `SOURCES__CRM_ACME__PASSWORD` (or `[sources.crm_acme]` in
+`.dlt/secrets.toml` of the worker's working directory, or an Airflow secrets backend mapped to
+those variables), and the destination's: `DESTINATION__POSTGRES__CREDENTIALS`.
+`crmsync run --tenant acme --dry-run` on a worker checks one tenant's settings without loading.
 
-    dag = build_dag(schedule="@hourly", destination="postgres")
-
-The worker needs `pip install crmsync[postgres]` (or the extra of your destination) and the
-settings the dlt way: `SOURCES__CRM__BASE_URL`, `SOURCES__CRM__USERNAME`,
-`SOURCES__CRM__PASSWORD`, `DESTINATION__POSTGRES__CREDENTIALS` as environment variables of
-the worker, or `.dlt/secrets.toml` in its working directory. `crmsync run --destination postgres
---dry-run` on the worker checks them without loading.
-
-Each run is incremental: the cursor lives in the destination, so any worker can run the next
-one. Runs of one DAG must not overlap (`max_active_runs=1`): two syncs would merge the same
-records concurrently. A configuration failure (exit code 2: a missing setting, rejected
-credentials) fails the task without retries; a CRM or destination failure is retried.
+Retries are Airflow's: two, five minutes apart; a configuration failure (exit code 2: a missing
+setting, rejected credentials) fails its task at once. CI parses this file with Airflow
+(`make test-airflow`) beside the DAGs it runs.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
-from typing import Any
 
-from crmsync.connection import CrmConnection
-from crmsync.failures import EXIT_CONFIG, describe
-from crmsync.source import SyncOptions
-from crmsync.sync import DEFAULT_DATASET, RunSettings, SyncFailed, run_sync
+from crmsync.airflow_dag import build_dag
 
-
-class CrmSyncError(Exception):
-    """A failed sync, with crmsync's exit code and its one-line message."""
-
-    def __init__(self, exit_code: int, message: str) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-def sync_crm(
-    destination: str = "duckdb",
-    dataset_name: str = DEFAULT_DATASET,
-    pipelines_dir: str | None = None,
-    full_refresh: bool = False,
-) -> dict[str, int]:
-    """One sync, as `crmsync run` does it; rows per table after the run, or `CrmSyncError`."""
-    try:
-        connection = CrmConnection.from_config()
-        result = run_sync(
-            connection,
-            RunSettings(
-                destination=destination, dataset_name=dataset_name, pipelines_dir=pipelines_dir
-            ),
-            SyncOptions(full_refresh=full_refresh),
-        )
-    except SyncFailed as error:
-        failure = describe(error.__cause__ or error, error.attempts)
-        raise CrmSyncError(failure.exit_code, failure.message) from error
-    except Exception as error:
-        failure = describe(error)
-        raise CrmSyncError(failure.exit_code, failure.message) from error
-    return result.data_tables
-
-
-def build_dag(
-    dag_id: str = "crmsync",
-    schedule: str | timedelta = "@hourly",
-    destination: str = "duckdb",
-    dataset_name: str = DEFAULT_DATASET,
-    retries: int = 2,
-) -> Any:
-    """An Airflow DAG with one task that runs `sync_crm`; call it from a file in the dags folder."""
-    from datetime import datetime
-
-    from airflow.providers.standard.operators.python import PythonOperator
-    from airflow.sdk import DAG
-    from airflow.sdk.exceptions import AirflowFailException
-
-    def run() -> dict[str, int]:
-        try:
-            return sync_crm(destination=destination, dataset_name=dataset_name)
-        except CrmSyncError as error:
-            if error.exit_code == EXIT_CONFIG:
-                raise AirflowFailException(str(error)) from error  # retrying will not help
-            raise
-
-    with DAG(
-        dag_id=dag_id,
-        schedule=schedule,
-        start_date=datetime(2026, 1, 1),
-        catchup=False,
-        max_active_runs=1,
-        default_args={"retries": retries, "retry_delay": timedelta(minutes=5)},
-        tags=["crmsync"],
-    ) as dag:
-        PythonOperator(task_id="sync_crm", python_callable=run)
-    return dag
+dag = build_dag(
+    os.environ.get("CRMSYNC_TENANTS", "/srv/crmsync/tenants.toml"),
+    dag_id="crmsync_tenants_hourly",
+    schedule="@hourly",
+    decompose="none",  # or "serialize": one task per resource, one after another
+    retries=2,
+    retry_delay=timedelta(minutes=5),
+)

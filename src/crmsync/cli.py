@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 
 import click
 import requests
+from click.core import ParameterSource
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
@@ -37,6 +38,7 @@ from crmsync.sync import (
     reset_resources,
     run_sync,
 )
+from crmsync.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +49,10 @@ def _fail(
     error: BaseException | None = None,
     as_json: bool = False,
     ledger: RunLedger | None = None,
+    tenant: Tenant | None = None,
 ) -> None:
+    if tenant is not None:
+        failure = tenant.failure(failure)
     if debug and error is not None:
         import traceback
 
@@ -60,22 +65,27 @@ def _fail(
 
 
 @contextmanager
-def _expected_failures(debug: bool, as_json: bool = False) -> Iterator[None]:
+def _expected_failures(
+    debug: bool, as_json: bool = False, tenant: list[Tenant] | None = None
+) -> Iterator[None]:
     """Failures as one line on stderr and the documented exit code (and, with `as_json`, the
-    JSON result on stdout); a traceback only with `--debug`."""
+    JSON result on stdout); a traceback only with `--debug`. `tenant` holds the tenant once
+    known, whose settings the line names."""
+    tenant = tenant if tenant is not None else []
     try:
         yield
     except SyncFailed as error:
         if not as_json:
             _print_ledger(error.ledger)
         cause = error.__cause__ or error
-        _fail(describe(cause, error.attempts), debug, cause, as_json, error.ledger)
+        failure = describe(cause, error.attempts)
+        _fail(failure, debug, cause, as_json, error.ledger, next(iter(tenant), None))
     except (ValueError, OSError, requests.RequestException) as error:
-        _fail(describe(error), debug, error, as_json)
+        _fail(describe(error), debug, error, as_json, tenant=next(iter(tenant), None))
     except Exception as error:
         failure = describe(error)
         if failure.exit_code == EXIT_CONFIG:
-            _fail(failure, debug, error, as_json)
+            _fail(failure, debug, error, as_json, tenant=next(iter(tenant), None))
         raise
 
 
@@ -184,6 +194,17 @@ def main() -> None:
     help="Requests this run may send, retries included (else [sources.crm.http] max_requests;"
     " 0: no quota). Reached: finished resources load, exit 5.",
 )
+@click.option(
+    "--tenant",
+    help="Sync this tenant of the tenants file: its CRM, credentials, destination and dataset.",
+)
+@click.option(
+    "--tenants",
+    "tenants_file",
+    envvar=TENANTS_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"The tenants file (default ./tenants.toml, or {TENANTS_ENV}).",
+)
 def run(
     base_url: str | None,
     profile_path: Path | None,
@@ -206,14 +227,26 @@ def run(
     as_json: bool,
     dry_run: bool,
     max_requests: int | None,
+    tenant: str | None,
+    tenants_file: Path | None,
 ) -> None:
     """Sync the CRM into a dlt destination (DuckDB ./crmsync.duckdb by default)."""
-    with _expected_failures(debug, as_json):
-        profile = load_profile(config_path, profile_path)
-        connection = CrmConnection.from_config(base_url, profile.get("client"))
-        settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
+    known: list[Tenant] = []
+    with _expected_failures(debug, as_json, known):
+        if tenant is not None:
+            _refuse_tenant_conflicts()
+            known.append(load_tenants(tenants_file).get(tenant))
+            profile = known[0].load_profile()
+            connection = known[0].connection(profile)
+            settings = known[0].settings(working_dir)
+            chosen = _split(resources) or known[0].resources
+        else:
+            profile = load_profile(config_path, profile_path)
+            connection = CrmConnection.from_config(base_url, profile.get("client"))
+            settings = RunSettings(destination, dataset_name, pipeline_name, working_dir)
+            chosen = _split(resources)
         sync = SyncOptions(
-            resources=_split(resources),
+            resources=chosen,
             full_refresh=full_refresh,
             keep_deleted=keep_deleted,
             since=since,
@@ -230,6 +263,61 @@ def run(
             click.echo("\n".join(check_destination(connection, settings, sync, profile)))
             return
         _run_and_report(connection, settings, sync, profile, policy, as_json, progress_interval)
+
+
+TENANT_DEFINES = ("base_url", "config_path", "destination", "dataset_name", "pipeline_name")
+
+
+def _refuse_tenant_conflicts() -> None:
+    """With `--tenant`, the tenants file says where the tenant's CRM and data are."""
+    context = click.get_current_context()
+    for name in TENANT_DEFINES:
+        if context.get_parameter_source(name) not in (None, ParameterSource.DEFAULT):
+            option = next(p for p in context.command.params if p.name == name).opts[0]
+            raise TenantsFileError(
+                f"{option} cannot be combined with --tenant: the tenants file sets it per tenant"
+            )
+
+
+@main.command()
+@click.option(
+    "--tenants",
+    "tenants_file",
+    envvar=TENANTS_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"The tenants file (default ./tenants.toml, or {TENANTS_ENV}).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def tenants(tenants_file: Path | None, debug: bool) -> None:
+    """List the tenants of the tenants file, each with its last run from its ledger."""
+    with _expected_failures(debug):
+        listed = load_tenants(tenants_file)
+    header = ("tenant", "destination", "dataset", "CRM", "last run")
+    lines = [header]
+    worst = 0
+    for tenant in listed:
+        try:
+            last = last_run(tenant)
+            status = (
+                "never"
+                if last is None
+                else f"{last.finished_at:%Y-%m-%d %H:%M:%S} {last.outcome},"
+                f" {last.resources} resources, {last.rows:,} rows"
+            )
+        except Exception as error:
+            failure = tenant.failure(describe(error))
+            worst = max(worst, failure.exit_code)
+            status = f"unknown: {failure.message.removeprefix(f'tenant {tenant.name}: ')}"
+        crm = tenant.configured_base_url()
+        where = redact_url(crm) if crm else f"not set ({tenant.secrets}.base_url)"
+        lines.append((tenant.name, tenant.destination, tenant.dataset, where, status))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    for line in lines:
+        click.echo(
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False))
+            + ("  " + line[-1])
+        )
+    sys.exit(worst)
 
 
 def _run_and_report(

@@ -38,6 +38,9 @@ AUTH_SECRETS: dict[str, tuple[str, ...]] = {
 }
 """The secrets each auth type reads from the profile's section, in the order they are named."""
 
+SECRET_NAMES = ("token", "api_key", "client_id", "client_secret")
+"""The secrets of the auth types beside basic's."""
+
 DLT_AUTH_TYPES = {"basic": "http_basic"}
 """The seed writes `"type": "basic"`; dlt calls the same scheme `http_basic`."""
 
@@ -110,11 +113,15 @@ class CrmConnection:
         return {**self.auth, "type": DLT_AUTH_TYPES.get(kind, kind), **self.credentials}
 
 
+def env_name(section: str, key: str) -> str:
+    """The environment variable dlt reads for `key` under `section`: `SOURCES__CRM__PASSWORD`."""
+    return "__".join([*section.split("."), key]).upper()
+
+
 def _how_to_set(missing: list[str], section: str, kind: str) -> str:
-    env_prefix = section.upper().replace(".", "__")
     where = []
     for key in missing:
-        env = f"{env_prefix}__{key.upper()}"
+        env = env_name(section, key)
         if key == "base_url":
             where.append(
                 f"{env} (or --base-url, or base_url under [{section}] in .dlt/config.toml)"
