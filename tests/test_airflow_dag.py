@@ -58,17 +58,7 @@ def test_serialize_makes_one_task_per_resource_of_the_tenants_profile(tenants_fi
 
     assert [(g.group_id, [t.task_id for t in g.tasks]) for g in groups] == [
         ("acme", ["sync_contacts", "sync_events"]),
-        (
-            "globex",
-            [
-                "sync_accounts",
-                "sync_contacts",
-                "sync_events",
-                "sync_products",
-                "sync_pipelines",
-                "sync_deals",
-            ],
-        ),
+        ("globex", ["sync_deals"]),  # its profile is its whole CRM
     ]
     assert groups[0].tasks[1] == TaskSpec("sync_events", "acme", ("events",))
 

@@ -89,19 +89,24 @@ def _expected_failures(
         raise
 
 
-def _profile_options(func: F) -> F:
-    func = click.option(
+PROFILE_FILES = (
+    (
         "--config",
         "config_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="TOML/JSON file in the seed's shape that adds or changes resources.",
-    )(func)
-    func = click.option(
+        "TOML/JSON file in the seed's shape that adds or changes resources.",
+    ),
+    (
         "--profile",
         "profile_path",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        help="TOML/JSON file describing the whole CRM (default: the bundled CRM's).",
-    )(func)
+        "TOML/JSON file describing the whole CRM (default: the bundled's).",
+    ),
+)
+
+
+def _profile_options(func: F) -> F:
+    for flag, name, help in PROFILE_FILES:
+        kind = click.Path(exists=True, dir_okay=False, path_type=Path)
+        func = click.option(flag, name, type=kind, help=help)(func)
     return func
 
 

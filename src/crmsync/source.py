@@ -198,12 +198,12 @@ class _ResourceRead:
         whole_read = plan.cursor is not None and not sync.since and not stored
         self.replaces = self.deduplicated and replaces_merge(plan.write_disposition, whole_read)
         self.deleted_filter: DeletedRecordFilter | None = None
+        if sync.keep_deleted:
+            columns = _without_hard_delete(columns)
         if self.replaces:
             self.write_disposition = "replace"
-            self.deleted_filter = DeletedRecordFilter(columns)
+            self.deleted_filter = DeletedRecordFilter(columns)  # none with --keep-deleted
             columns = _without_hard_delete(columns)  # filtered already; replace would warn
-        elif sync.keep_deleted:
-            columns = _without_hard_delete(columns)
         self.hints = columns
         table = stored_tables.get(plan.config.get("table_name") or plan.name, {})
         self.page_types = stored_types(table.get("columns", {}), columns)

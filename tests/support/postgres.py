@@ -10,6 +10,7 @@ the package creates, and every server command runs through `runuser -u postgres 
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import pwd
@@ -79,6 +80,14 @@ def install() -> Path:
     return bin_dir
 
 
+def _install_once() -> Path:
+    """`install`, by one test process at a time (the suite runs in several, `pytest -n`):
+    apt and dpkg take a lock of their own and fail the second at once."""
+    with open(os.path.join(tempfile.gettempdir(), "crmsync-postgres-install.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return find_bin_dir() or install()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -114,7 +123,7 @@ class PostgresServer:
             connection.close()
 
     def start(self) -> PostgresServer:
-        self.bin_dir = find_bin_dir() or install()
+        self.bin_dir = find_bin_dir() or _install_once()
         # not under pytest's tmp dir: that is private to root, and the server runs as postgres
         self.root = Path(tempfile.mkdtemp(prefix="crmsync-postgres-"))
         try:
