@@ -25,7 +25,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest -W error -q --durations=15
+	$(BIN)/pytest -W error -q -n auto --maxprocesses=4 --durations=15
 
 # Airflow and dlt's dashboard in their own venv (the main one needs neither); Airflow and
 # crmsync's dependencies pinned by .ci/airflow-constraints.txt

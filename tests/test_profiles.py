@@ -324,6 +324,32 @@ def test_two_resources_on_one_path_have_a_ledger_row_each(
 
 
 @pytest.mark.parametrize(
+    "paginator",
+    [
+        '{ type = "json_link", next_url_path = "paging.next" }',
+        '{ type = "header_link" }',
+    ],
+    ids=["json-link", "link-header"],
+)
+def test_a_next_url_paginator_reads_every_page_one_by_one(
+    paginator: str, workdir: Path, shaped: ShapedCrm, with_secrets: Any
+) -> None:
+    with_secrets("bearer")
+    text = profile_text(shaped.base_url, incremental="").replace(
+        "[resources.endpoint]", f"[resources.endpoint]\npaginator = {paginator}"
+    )
+
+    result = sync_profile(shaped, workdir, text)
+
+    ids = [r[0] for r in DuckDBDestination(workdir).query("SELECT id FROM crm.people ORDER BY id")]
+    assert ids == list(range(1, 121))
+    assert [p.get("page") for p in shaped.requests_to("/people")] == [None, "2", "3"]
+    tally = result.ledger.tallies["people"]
+    assert (tally.requests, tally.pages, tally.rows, tally.outcome) == (3, 3, 120, "ok")
+    assert tally.complete is None and tally.reads_in_full
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         (

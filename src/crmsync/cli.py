@@ -371,7 +371,7 @@ def _print_ledger(ledger: RunLedger) -> None:
         + f"{'moved':>11}{'complete':>10}"
     )
     for t in ledger.tallies.values():
-        complete = {None: "n/a", True: "yes", False: "NO"}[t.complete]
+        complete = {None: "no total", True: "yes", False: "NO"}[t.complete]
         waited = f"{t.wait_seconds:.1f}s"
         cells = (t.requests, t.retries, t.throttled, t.wasted, waited, t.pages, t.rows, t.repeats)
         click.echo(

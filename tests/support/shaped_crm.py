@@ -4,7 +4,9 @@ format of its timestamps and how it lists deleted records are the test's choice.
     GET /people?page=2&per_page=50[&changed_since=...][&archived=true]
     {"items": [{"id": 51, "properties": {"name": ..., "changed": <in the format>},
                 "is_deleted": false, "archived": false}, ...],
-     "paging": {"total": 120}}
+     "paging": {"total": 120, "next": "<base>/people?page=3&per_page=50"}}
+
+and the next page's URL in a `Link` header too (`<...>; rel="next"`).
 
 Records are ordered by id; `changed_since` keeps records changed at or after it (written in
 the CRM's format); archived records are listed only with `archived=true`.
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
@@ -108,7 +110,12 @@ class ShapedCrm:
         if parts.path not in ("/people", "/people-copy"):
             exchange.send(404, b'{"error": "no such path"}')
             return
-        exchange.send(200, orjson.dumps(self.page(query)))
+        body = self.page(query)
+        headers = {}
+        if body["paging"].get("next"):
+            body["paging"]["next"] = f"{self.base_url}{parts.path}?{body['paging']['next']}"
+            headers["Link"] = f'<{body["paging"]["next"]}>; rel="next"'
+        exchange.send(200, orjson.dumps(body), **headers)
 
     def page(self, query: dict[str, str]) -> dict[str, Any]:
         page, size = int(query.get("page", 1)), int(query.get("per_page", 50))
@@ -122,7 +129,10 @@ class ShapedCrm:
                 if p.archived == archived and (start is None or p.changed >= start)
             ]
             items = [self.record(p) for p in people[(page - 1) * size : page * size]]
-        return {"items": items, "paging": {"total": len(people)}}
+        paging: dict[str, Any] = {"total": len(people)}
+        if page * size < len(people):
+            paging["next"] = urlencode({**query, "page": page + 1, "per_page": size})
+        return {"items": items, "paging": paging}
 
     def record(self, person: Person) -> dict[str, Any]:
         return {
