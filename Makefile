@@ -4,14 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-<<<<<<< HEAD
-.PHONY: demo test lint soak bench bench-memory bench-rate bench-offset clean
-=======
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 
-.PHONY: demo test test-airflow lint soak bench bench-memory bench-rate clean
->>>>>>> tenants
+.PHONY: demo test test-airflow lint soak bench bench-memory bench-rate bench-offset clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
