@@ -103,6 +103,15 @@ PROFILE_FILES = (
 )
 
 
+_tenants_file = click.option(
+    "--tenants",
+    "tenants_file",
+    envvar=TENANTS_ENV,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"The tenants file (default ./tenants.toml, or {TENANTS_ENV}).",
+)
+
+
 def _profile_options(func: F) -> F:
     for flag, name, help in PROFILE_FILES:
         kind = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -203,13 +212,7 @@ def main() -> None:
     "--tenant",
     help="Sync this tenant of the tenants file: its CRM, credentials, destination and dataset.",
 )
-@click.option(
-    "--tenants",
-    "tenants_file",
-    envvar=TENANTS_ENV,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"The tenants file (default ./tenants.toml, or {TENANTS_ENV}).",
-)
+@_tenants_file
 def run(
     base_url: str | None,
     profile_path: Path | None,
@@ -285,13 +288,7 @@ def _refuse_tenant_conflicts() -> None:
 
 
 @main.command()
-@click.option(
-    "--tenants",
-    "tenants_file",
-    envvar=TENANTS_ENV,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help=f"The tenants file (default ./tenants.toml, or {TENANTS_ENV}).",
-)
+@_tenants_file
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 def tenants(tenants_file: Path | None, debug: bool) -> None:
     """List the tenants of the tenants file, each with its last run from its ledger."""
