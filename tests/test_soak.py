@@ -142,6 +142,8 @@ def test_many_syncs_under_change_faults_and_kills_end_equal_to_the_crm(
     churn = Churn(server, rng)
     kills = failures = 0
     served: list[int] = []
+    after_a_loaded_sync: list[bool] = []
+    loaded = False
 
     for number in range(SYNCS):
         for resource in RESOURCES:  # between syncs: enough changes for several pages
@@ -154,14 +156,18 @@ def test_many_syncs_under_change_faults_and_kills_end_equal_to_the_crm(
         time.sleep(LOOKBACK + 0.2)  # those changes are older than the read's start - lookback
         server.before_page = churn
         server.clear_requests()
+        after_a_loaded_sync.append(loaded)
         if number % 4 == 3:
             killed_run(server, workdir, config, after=rng.uniform(1.0, 3.0))
             kills += 1
+            loaded = False
         else:
             try:
                 quiet_sync(server, profile, max_in_flight=6)
+                loaded = True
             except SyncFailed:
                 failures += 1
+                loaded = False
         served.append(sum(r.rows for r in server.requests))
         server.before_page = None
         server.faults.clear()
@@ -172,7 +178,12 @@ def test_many_syncs_under_change_faults_and_kills_end_equal_to_the_crm(
     for resource in RESOURCES:
         assert destination_values(destination, resource) == crm_values(server, resource), resource
     assert churn.edits > SYNCS  # the list did move during the reads
-    assert max(served[1:]) < served[0] / 2  # a list that moves each sync is not re-read whole
+    # a list that moves each sync is not re-read whole; a sync after a killed or failed one
+    # reads that one's window again too, which may come to more than half of the first read
+    assert max(served[1:]) < served[0]
+    assert max(n for n, after in zip(served, after_a_loaded_sync, strict=True) if after) < (
+        served[0] / 2
+    )
     assert failures <= SYNCS // 2
     print(
         f"soak: {SYNCS} syncs, {churn.edits} edits during reads, {kills} killed,"
