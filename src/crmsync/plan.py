@@ -10,6 +10,7 @@ the plans; none of them edits the profile or depends on another's edits.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,20 +103,8 @@ class ResourcePlan:
         endpoint.pop("incremental", None)
         config["name"] = self.name + LISTING_SUFFIX
         config["table_name"] = config.get("table_name") or self.name
-        return ResourcePlan(
-            name=config["name"],
-            path=self.path,
-            records_key=self.records_key,
-            primary_key=self.primary_key,
-            write_disposition=self.write_disposition,
-            columns=self.columns,
-            cursor=None,
-            ordered=self.ordered,
-            list_fields=self.list_fields,
-            deleted_listing=None,
-            excluded=self.excluded,
-            hashed=self.hashed,
-            config=config,
+        return dataclasses.replace(
+            self, name=config["name"], cursor=None, deleted_listing=None, config=config
         )
 
 

@@ -460,7 +460,8 @@ def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
     if isinstance(auth, dict) and auth.get("type") in DLT_AUTH_TYPES:
         client["auth"] = {**auth, "type": DLT_AUTH_TYPES[auth["type"]]}
     lookahead = getattr(session, "lookahead", None)
-    for holder in [client, config.get("resource_defaults") or {}, *config["resources"]]:
+    resources = [r for r in config["resources"] if isinstance(r, dict)]
+    for holder in [client, config.get("resource_defaults") or {}, *resources]:
         endpoint = holder.get("endpoint") if holder is not client else holder
         if isinstance(endpoint, dict) and isinstance(endpoint.get("paginator"), dict):
             seed = endpoint["paginator"]
