@@ -2,8 +2,8 @@
 
 Real parts only: three bundled CRMs (`crmsync serve`, each its own seed, sizes and login) stand
 for three customers' accounts; a real PostgreSQL (tests/support/postgres.py, installed if
-missing); Airflow 3 with its own SQLite metadata database; the DAGs are `crmsync.airflow_dag`'s,
-run by `airflow dags test`:
+missing); Airflow 3 with its own SQLite metadata database; the DAGs are
+`crmsync.scheduling.airflow_dag`'s, run by `airflow dags test`:
 
 1. `crmsync_tenants` (acme, globex: one task per tenant) and `crmsync_serialized` (initech: one
    task per resource, chained) load each tenant into its own dataset: exact counts per table.
@@ -48,7 +48,7 @@ TENANTS = {
 DAG_FILE = """
 import os
 from datetime import timedelta
-from crmsync.airflow_dag import build_dag
+from crmsync.scheduling.airflow_dag import build_dag
 
 TENANTS = os.environ["CRMSYNC_TENANTS"]
 tenants = build_dag(TENANTS, "crmsync_tenants", schedule=None, tenants=["acme", "globex"])

@@ -12,9 +12,9 @@ from pathlib import Path
 from contenders import vm_hwm_kb
 from crm_api import PASSWORD, USERNAME
 
-from crmsync import page_decoding
-from crmsync.connection import CrmConnection
-from crmsync.sync import RunSettings, run_sync
+from crmsync.loading.sync import RunSettings, run_sync
+from crmsync.profiles.connection import CrmConnection
+from crmsync.reading import page_decoding
 
 DATABASE = "crmsync.duckdb"
 """run_sync's duckdb destination writes ``<pipeline name>.duckdb`` in the working folder."""

@@ -34,8 +34,8 @@ from typing import Any
 import dlt
 
 from crmsync import rest_api_source
-from crmsync.http_policy import CrmSession, load_policy
-from crmsync.offset_pagination import OffsetPaginator
+from crmsync.reading.offset_pagination import OffsetPaginator
+from crmsync.transport.http_policy import CrmSession, load_policy
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent

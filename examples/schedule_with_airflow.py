@@ -5,7 +5,7 @@ Put this file in the dags folder; the workers need `pip install "crmsync[airflow
 (`CRMSYNC_TENANTS`, else /srv/crmsync/tenants.toml): no dependencies between the groups, so the
 executor runs tenants side by side and one tenant's failure fails its group alone. Each tenant
 syncs as its own dlt pipeline (`crmsync_<tenant>`), one run at a time (see
-`crmsync.airflow_dag` for why a tenant's resources are never split into parallel tasks).
+`crmsync.scheduling.airflow_dag` for why a tenant's resources are never split into parallel tasks).
 
 The workers read each tenant's credentials from the section its entry names, the dlt way:
 `SOURCES__CRM_ACME__USERNAME`, `SOURCES__CRM_ACME__PASSWORD` (or `[sources.crm_acme]` in
@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-from crmsync.airflow_dag import build_dag
+from crmsync.scheduling.airflow_dag import build_dag
 
 dag = build_dag(
     os.environ.get("CRMSYNC_TENANTS", "/srv/crmsync/tenants.toml"),

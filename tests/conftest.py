@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from crmsync.arrow_pages import DecodedPage
-from crmsync.connection import CrmConnection
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
-from crmsync.http_policy import HttpPolicy
-from crmsync.page_decoding import ProcessDecoder
-from crmsync.profile import Profile, load_profile
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncResult, run_sync
+from crmsync.loading.sync import SyncResult, run_sync
+from crmsync.profiles.connection import CrmConnection
+from crmsync.profiles.profile import Profile, load_profile
+from crmsync.reading.arrow_pages import DecodedPage
+from crmsync.reading.page_decoding import ProcessDecoder
+from crmsync.reading.source import SyncOptions
+from crmsync.transport.http_policy import HttpPolicy
 from tests.support.destinations import (
     DeltaDestination,
     Destination,

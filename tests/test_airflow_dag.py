@@ -14,10 +14,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crmsync.airflow_dag import CrmSyncError, GroupSpec, TaskSpec, group_specs, sync_tenant
 from crmsync.demo_server import DemoServer
 from crmsync.failures import EXIT_CONFIG
-from crmsync.tenants import load_tenants
+from crmsync.scheduling.airflow_dag import (
+    CrmSyncError,
+    GroupSpec,
+    TaskSpec,
+    group_specs,
+    sync_tenant,
+)
+from crmsync.scheduling.tenants import load_tenants
 
 TENANTS = """
 [tenants.acme]
@@ -73,7 +79,7 @@ def test_a_parallel_decomposition_of_one_tenant_is_refused(
 
 def test_the_factory_imports_without_airflow() -> None:
     code = (
-        "import sys, crmsync.airflow_dag;"
+        "import sys, crmsync.scheduling.airflow_dag;"
         " assert 'airflow' not in sys.modules, 'airflow imported at import time'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

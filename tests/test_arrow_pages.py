@@ -9,10 +9,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from crmsync.arrow_pages import PageBatcher, TypedPages
 from crmsync.demo_server import DemoServer
-from crmsync.profile import built_in_profile
-from crmsync.source import SyncOptions
+from crmsync.profiles.profile import built_in_profile
+from crmsync.reading.arrow_pages import PageBatcher, TypedPages
+from crmsync.reading.source import SyncOptions
 from tests.conftest import sync
 from tests.support.destinations import DuckDBDestination
 

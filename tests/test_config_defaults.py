@@ -5,7 +5,7 @@ from __future__ import annotations
 import dlt
 import pytest
 
-from crmsync.config_defaults import defaults
+from crmsync.profiles.config_defaults import defaults
 
 KEY = "destination.duckdb.credentials.global_config"
 DEFAULT = {"destination": {"duckdb": {"credentials": {"global_config": {"memory_limit": "70MB"}}}}}

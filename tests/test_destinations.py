@@ -18,10 +18,10 @@ import pytest
 from deltalake import DeltaTable
 
 from crmsync.demo_server import DemoServer
-from crmsync.destinations import load_defaults
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncResult, run_sync
+from crmsync.loading.destinations import load_defaults
+from crmsync.loading.sync import SyncResult, run_sync
+from crmsync.reading.source import SyncOptions
 from tests.conftest import connection_to, fast_policy, profile_with, sync
 from tests.support.destinations import DeltaDestination, DuckDBDestination
 from tests.support.postgres import PostgresServer

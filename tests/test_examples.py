@@ -1,4 +1,4 @@
-"""The scheduling example is a dags-folder file for `crmsync.airflow_dag`.
+"""The scheduling example is a dags-folder file for `crmsync.scheduling.airflow_dag`.
 
 Airflow itself parses and runs it in CI's own step (`make test-airflow`, which copies it into
 its dags folder); here, without Airflow, it is checked to be the factory's DAG file.
@@ -20,7 +20,7 @@ def test_the_example_builds_its_dag_with_the_packages_factory() -> None:
         for node in tree.body
         if isinstance(node, ast.ImportFrom) and node.module != "__future__"
     ]
-    assert ("crmsync.airflow_dag", ["build_dag"]) in imports
+    assert ("crmsync.scheduling.airflow_dag", ["build_dag"]) in imports
     assert not any(module and module.startswith("airflow") for module, _ in imports)
     dag = next(
         node

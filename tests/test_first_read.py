@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from crmsync.demo_server import DemoServer
-from crmsync.first_read import DeletedRecordFilter, replaces_merge
-from crmsync.source import SyncOptions
-from crmsync.sync import DEFAULT_DATASET
+from crmsync.loading.first_read import DeletedRecordFilter, replaces_merge
+from crmsync.loading.sync import DEFAULT_DATASET
+from crmsync.reading.source import SyncOptions
 from tests.conftest import profile_with, sync
 from tests.support.destinations import DuckDBDestination
 

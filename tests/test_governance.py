@@ -13,9 +13,9 @@ import pytest
 
 from crmsync.demo_server import DemoServer
 from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE, describe
-from crmsync.profile import Profile
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.profiles.profile import Profile
+from crmsync.reading.source import SyncOptions
 from tests.conftest import profile_with, sync
 from tests.support.destinations import Destination, DuckDBDestination, PostgresDestination
 from tests.test_cli import crm_env, run_crmsync

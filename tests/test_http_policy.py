@@ -15,9 +15,9 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.rate_limit import TokenBucket
 from crmsync.failures import EXIT_CONFIG, EXIT_SOURCE, describe
-from crmsync.http_policy import InsecureTransportError, check_transport
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.reading.source import SyncOptions
+from crmsync.transport.http_policy import InsecureTransportError, check_transport
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 from tests.support.proxy import ForwardingProxy

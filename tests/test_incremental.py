@@ -12,8 +12,8 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.failures import EXIT_SOURCE, causes, describe
 from crmsync.ledger import IncompleteReadError
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.reading.source import SyncOptions
 from tests.conftest import RESOURCES, fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
 

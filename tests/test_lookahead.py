@@ -10,8 +10,8 @@ import pytest
 import requests
 from requests import PreparedRequest, Request, Response
 
-from crmsync.http_policy import RequestBudget
-from crmsync.pagination import PageLookahead, PageNumberPaginator
+from crmsync.reading.pagination import PageLookahead, PageNumberPaginator
+from crmsync.transport.http_policy import RequestBudget
 
 URL = "http://crm.test/contacts"
 

@@ -17,7 +17,7 @@ import pytest
 
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.app import RequestRecord
-from crmsync.source import SyncOptions
+from crmsync.reading.source import SyncOptions
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 

@@ -16,9 +16,9 @@ from dlt.sources.rest_api.config_setup import create_paginator, get_paginator_cl
 from requests import PreparedRequest, Request, Response
 
 from crmsync import rest_api_source
-from crmsync.http_policy import CrmSession
-from crmsync.offset_pagination import OffsetPaginator
-from crmsync.pagination import PageLookahead, paginator_from_config
+from crmsync.reading.offset_pagination import OffsetPaginator
+from crmsync.reading.pagination import PageLookahead, paginator_from_config
+from crmsync.transport.http_policy import CrmSession
 from tests.conftest import fast_policy
 from tests.support.pipedrive_like import TOKEN, PipedriveLike
 

@@ -11,7 +11,7 @@ from email.utils import format_datetime
 import pytest
 
 from crmsync.demo_server.rate_limit import TokenBucket
-from crmsync.pacing import Pacer, limit_headers, retry_after_seconds
+from crmsync.transport.pacing import Pacer, limit_headers, retry_after_seconds
 
 
 class FakeClock:

@@ -13,9 +13,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from crmsync.arrow_pages import TypedPages, record_count
-from crmsync.first_read import DeletedRecordFilter
-from crmsync.page_decoding import MalformedBody, ProcessDecoder
+from crmsync.loading.first_read import DeletedRecordFilter
+from crmsync.reading.arrow_pages import TypedPages, record_count
+from crmsync.reading.page_decoding import MalformedBody, ProcessDecoder
 
 COLUMNS: dict[str, Any] = {
     "id": {"data_type": "bigint", "nullable": False},
@@ -107,7 +107,7 @@ def test_the_worker_never_runs_the_callers_script_again(tmp_path: Path) -> None:
     script = tmp_path / "no_main_guard.py"
     script.write_text(
         "from pathlib import Path\n"
-        "from crmsync.page_decoding import ProcessDecoder\n"
+        "from crmsync.reading.page_decoding import ProcessDecoder\n"
         f"with open({str(tmp_path / 'runs')!r}, 'a') as runs:\n"
         "    runs.write('run\\n')\n"
         "decoder = ProcessDecoder()\n"

@@ -15,8 +15,8 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.app import RequestRecord
 from crmsync.failures import EXIT_SOURCE, describe
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.reading.source import SyncOptions
 from tests.conftest import fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 import requests
 
-from crmsync.cursor_format import CursorFormatError, cursor_format
-from crmsync.page_observer import ObservedPaginator, RequestTag, resource_of
-from crmsync.plan import plan_resources
-from crmsync.profile import built_in_profile
+from crmsync.profiles.cursor_format import CursorFormatError, cursor_format
+from crmsync.profiles.plan import plan_resources
+from crmsync.profiles.profile import built_in_profile
+from crmsync.reading.page_observer import ObservedPaginator, RequestTag, resource_of
 
 MOMENT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
 """A CRM that is not the contract's, described by a profile file: auth, cursor formats, deletes,
-resources without a filter, and the ledger for any profile (`crmsync.plan`)."""
+resources without a filter, and the ledger for any profile (`crmsync.profiles.plan`)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from crmsync.connection import CrmConnection
-from crmsync.cursor_format import cursor_format
 from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
-from crmsync.profile import load_profile
-from crmsync.profile_check import ProfileError
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncResult, run_sync
+from crmsync.loading.sync import SyncResult, run_sync
+from crmsync.profiles.connection import CrmConnection
+from crmsync.profiles.cursor_format import cursor_format
+from crmsync.profiles.profile import load_profile
+from crmsync.profiles.profile_check import ProfileError
+from crmsync.reading.source import SyncOptions
 from tests.conftest import fast_policy
 from tests.support.destinations import DuckDBDestination
 from tests.support.shaped_crm import (

@@ -18,10 +18,10 @@ from urllib3.response import HTTPResponse
 
 from crmsync.demo_server import DemoServer
 from crmsync.failures import EXIT_OK, EXIT_QUOTA, describe
-from crmsync.http_policy import CrmSession, QuotaReached, RequestBudget
 from crmsync.ledger import QUOTA_REACHED, QuotaCutReplaceError, RunLedger
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.reading.source import SyncOptions
+from crmsync.transport.http_policy import CrmSession, QuotaReached, RequestBudget
 from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 from tests.test_cli import crm_env, run_crmsync

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from crmsync.demo_server import DemoServer, Fault
-from crmsync.profile import Profile, load_profile
-from crmsync.source import SyncOptions
-from crmsync.sync import RunSettings, SyncFailed, run_sync
+from crmsync.loading.sync import RunSettings, SyncFailed, run_sync
+from crmsync.profiles.profile import Profile, load_profile
+from crmsync.reading.source import SyncOptions
 from tests.conftest import RESOURCES, connection_to, fast_policy
 from tests.support.destinations import DuckDBDestination
 from tests.test_cli import CRMSYNC, crm_env

@@ -12,7 +12,7 @@ import pytest
 from dlt.common.exceptions import DictValidationException
 
 from crmsync.demo_server import DemoServer
-from crmsync.source import SyncOptions
+from crmsync.reading.source import SyncOptions
 from tests.conftest import RESOURCES, SMALL_SIZES, fast_policy, sync
 from tests.support.destinations import DuckDBDestination
 

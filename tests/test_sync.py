@@ -14,8 +14,8 @@ import pytest
 
 from crmsync.demo_server import DEFAULT_USERNAME, DemoServer, Fault
 from crmsync.failures import EXIT_OK, EXIT_SOURCE
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed
+from crmsync.loading.sync import SyncFailed
+from crmsync.reading.source import SyncOptions
 from tests.conftest import RESOURCES, sync
 from tests.support.destinations import DuckDBDestination
 from tests.test_cli import CRMSYNC, crm_env, run_crmsync

@@ -126,14 +126,15 @@ class ResourceTally:
 @dataclass
 class RunLedger:
     """Counters per resource, keyed by its name. The HTTP layer counts a request under the
-    resource its paginator named (`crmsync.page_observer`), else under its URL path."""
+    resource its paginator named (`crmsync.reading.page_observer`), else under its URL path."""
 
     strict: bool = False
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     tallies: dict[str, ResourceTally] = field(default_factory=dict)
     learnt_rate: float | None = None
-    """Requests per second the run was paced to (`crmsync.pacing`); None if never paced."""
+    """Requests per second the run was paced to (`crmsync.transport.pacing`); None if never
+    paced."""
     paced_seconds: float = 0.0
     """Seconds requests ready to go were held back for the CRM's rate limit."""
     full_refresh: bool = False
@@ -258,7 +259,7 @@ class ResourceObserver:
 
     def quota_reached(self, max_requests: int) -> None:
         """The run's request quota is spent before this read finished: it ends now, its cursor
-        held, and the run leaves its records out of the load (`crmsync.sync`), so a table it
+        held, and the run leaves its records out of the load (`crmsync.loading.sync`), so a table it
         would replace stays as it was. Under `--full-refresh` it fails instead
         (`QuotaCutReplaceError`) and the run loads nothing: dlt's refresh empties every table
         of the run, loaded or not."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from crmsync.source import SyncOptions
+from crmsync.reading.source import SyncOptions
 from tests.conftest import fast_policy, sync
 from tests.hostile_values import RecordServer, record
 from tests.support.destinations import DuckDBDestination

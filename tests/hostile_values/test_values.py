@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from crmsync.failures import EXIT_SOURCE, describe
-from crmsync.source import SyncOptions
-from crmsync.sync import SyncFailed, SyncResult
+from crmsync.loading.sync import SyncFailed, SyncResult
+from crmsync.reading.source import SyncOptions
 from tests.conftest import profile_with, sync
 from tests.hostile_values import RecordServer, record
 from tests.support.destinations import DuckDBDestination

@@ -28,7 +28,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from crmsync.sync import DEFAULT_DATASET, RunSettings
+from crmsync.loading.sync import DEFAULT_DATASET, RunSettings
 from tests.support.postgres import PostgresServer
 
 

@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 
-from crmsync.cursor_format import cursor_format
+from crmsync.profiles.cursor_format import cursor_format
 from tests.support.hostile import Exchange, HostileServer
 
 TOKEN = "tok-Abc123-never-printed"

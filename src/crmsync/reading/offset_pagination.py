@@ -13,8 +13,8 @@ from dlt.common import jsonpath
 from dlt.sources.rest_api.config_setup import register_paginator
 from requests import Response
 
-from crmsync.lookahead import PageLookahead, PositionalPaginator
-from crmsync.page_observer import PageObserver
+from crmsync.reading.lookahead import PageLookahead, PositionalPaginator
+from crmsync.reading.page_observer import PageObserver
 
 OFFSET_TYPE = "crm_offset"
 """The paginator `type` name of `OffsetPaginator` (dlt's `offset` keeps dlt's meaning)."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from crmsync.failures import Failure
 from crmsync.ledger import RunLedger
-from crmsync.sync import RunSettings, SyncResult
+from crmsync.loading.sync import RunSettings, SyncResult
 
 
 def ledger_document(ledger: RunLedger) -> dict[str, Any]:

@@ -1,14 +1,14 @@
 """Where a page's body becomes records: in this thread as dicts, or in a worker process as Arrow.
 
-Decoding JSON and typing its records as an Arrow table (`crmsync.arrow_pages`) is most of the
-CPU a page costs, and all of it holds the interpreter lock, which the thread that runs dlt's
+Decoding JSON and typing its records as an Arrow table (`crmsync.reading.arrow_pages`) is most of
+the CPU a page costs, and all of it holds the interpreter lock, which the thread that runs dlt's
 extract needs too: on two cores, a sync was bound by that one lock while the second core
 idled. A `ProcessDecoder` sends each page body of the resources registered with it to a worker
 process, which returns the envelope with the records already a typed table, passed back in
 Arrow's IPC format (a copy of its buffers, no per-record work). rest_api then selects a table
 where it selected a list: `{"contacts": DecodedPage([<table of 500 rows>]), "meta": {...}}`.
 
-The worker is `python -m crmsync.page_decoding`, speaking length-prefixed pickles over its
+The worker is `python -m crmsync.reading.page_decoding`, speaking length-prefixed pickles over its
 stdin and stdout, rather than a `multiprocessing` pool: a spawned pool re-imports the caller's
 `__main__`, which in a script that calls `run_sync` without a main guard would run the script
 again, and a forked one would copy the locks of the run's threads. A resource whose pages
@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import orjson
 import pyarrow as pa
 
-from crmsync.arrow_pages import DecodedPage, TypedPages
-from crmsync.first_read import DeletedRecordFilter
+from crmsync.loading.first_read import DeletedRecordFilter
+from crmsync.reading.arrow_pages import DecodedPage, TypedPages
 
 _LENGTH = struct.Struct("!I")
 _PageForm = tuple[str, dict[str, Any], DeletedRecordFilter | None]
@@ -107,7 +107,7 @@ class ProcessDecoder(DictDecoder):
         deleted: DeletedRecordFilter | None = None,
     ) -> None:
         """Pages of `url` (any query) hold their records under `records_key`; `deleted` drops
-        soft-deleted records in the worker (a first read's, `crmsync.first_read`)."""
+        soft-deleted records in the worker (a first read's, `crmsync.loading.first_read`)."""
         with self._lock:
             self._forms[urlsplit(url).path] = (records_key, columns, deleted)
 
@@ -138,13 +138,14 @@ class ProcessDecoder(DictDecoder):
 
 
 class _Worker:
-    """One `python -m crmsync.page_decoding` process and the futures of its pending pages."""
+    """One `python -m crmsync.reading.page_decoding` process and the futures of its pending
+    pages."""
 
     def __init__(self) -> None:
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         paths = [package_root, *filter(None, [os.environ.get("PYTHONPATH")])]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "crmsync.page_decoding"],
+            [sys.executable, "-m", "crmsync.reading.page_decoding"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -2,7 +2,7 @@
 
 ```python
 # dags/crmsync_tenants.py
-from crmsync.airflow_dag import build_dag
+from crmsync.scheduling.airflow_dag import build_dag
 
 dag = build_dag("/srv/crmsync/tenants.toml", schedule="@hourly")
 ```
@@ -22,7 +22,7 @@ earlier's cursor is lost) and share staging tables. So a tenant's runs never ove
 
 A parallel decomposition of one tenant is refused. `max_active_runs=1` keeps a DAG run from
 overlapping the previous one. Every task starts from a fresh working folder restored from the
-destination (`crmsync.sync.working_folder`), so any worker, pod or retry can run it.
+destination (`crmsync.loading.sync.working_folder`), so any worker, pod or retry can run it.
 
 dlt's `PipelineTasksGroup` itself is not used: it takes a source built when the DAG file is
 parsed (reading credentials on the scheduler) and runs plain `pipeline.run`, without crmsync's
@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crmsync.failures import EXIT_CONFIG, Failure, describe
-from crmsync.profile import resource_names
-from crmsync.tenants import Tenants, load_tenants
+from crmsync.profiles.profile import resource_names
+from crmsync.scheduling.tenants import Tenants, load_tenants
 
 Decompose = Literal["none", "serialize"]
 DECOMPOSE: tuple[Decompose, ...] = ("none", "serialize")
@@ -107,11 +107,11 @@ def sync_tenant(
     """One sync of one tenant, as `crmsync run --tenant NAME --json` runs it: the tenants file
     and the tenant's credentials are read here, where the task runs. Returns the JSON result;
     raises `CrmSyncError` with crmsync's one-line message."""
+    from crmsync.cli.progress import progress
+    from crmsync.cli.run_report import result_document
     from crmsync.ledger import RunLedger
-    from crmsync.progress import progress
-    from crmsync.run_report import result_document
-    from crmsync.source import SyncOptions
-    from crmsync.sync import SyncFailed, run_sync
+    from crmsync.loading.sync import SyncFailed, run_sync
+    from crmsync.reading.source import SyncOptions
 
     known = None
     try:

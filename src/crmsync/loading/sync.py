@@ -18,15 +18,15 @@ from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.helpers import pipeline_drop
 
-from crmsync.config_defaults import defaults
-from crmsync.connection import CrmConnection
-from crmsync.destinations import adapt_source, load_defaults, settle, table_row_counts
 from crmsync.failures import causes
-from crmsync.http_policy import CrmSession, HttpPolicy, load_policy
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
-from crmsync.page_decoding import ProcessDecoder
-from crmsync.profile import Profile, built_in_profile, list_fields
-from crmsync.source import SyncOptions, crm_source
+from crmsync.loading.destinations import adapt_source, load_defaults, settle, table_row_counts
+from crmsync.profiles.config_defaults import defaults
+from crmsync.profiles.connection import CrmConnection
+from crmsync.profiles.profile import Profile, built_in_profile, list_fields
+from crmsync.reading.page_decoding import ProcessDecoder
+from crmsync.reading.source import SyncOptions, crm_source
+from crmsync.transport.http_policy import CrmSession, HttpPolicy, load_policy
 
 DEFAULT_PIPELINE = "crmsync"
 DEFAULT_DATASET = "crm"

@@ -2,8 +2,8 @@
 
 dlt's incremental compares the cursor values it sees and subtracts the lookback (`lag`) from
 the newest; that works in one kind of value. A profile that names the cursor's format
-(`crmsync.cursor_format`) has its records' values parsed here, before dlt sees them, wherever
-the cursor sits (`properties.hs_lastmodifieddate`, sample HubSpot record):
+(`crmsync.profiles.cursor_format`) has its records' values parsed here, before dlt sees them,
+wherever the cursor sits (`properties.hs_lastmodifieddate`, sample HubSpot record):
 
     {"id": "101", "properties": {"email": "a@example.com",
                                  "hs_lastmodifieddate": "2026-03-01T12:00:00.000Z"}}
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crmsync.cursor_format import CursorFormat
-from crmsync.dict_pages import RecordError, page_name
+from crmsync.profiles.cursor_format import CursorFormat
+from crmsync.reading.dict_pages import RecordError, page_name
 
 
 class CursorValues:

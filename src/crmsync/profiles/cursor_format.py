@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.rfc3339 import parse_timestamp
+from crmsync.profiles.rfc3339 import parse_timestamp
 
 RFC3339 = "rfc3339"
 EPOCH_SECONDS = "epoch_seconds"

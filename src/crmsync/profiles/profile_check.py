@@ -17,9 +17,9 @@ from typing import Any, get_args
 from dlt.common.schema.typing import TSchemaEvolutionMode
 from dlt.sources.rest_api.typing import ClientConfig, Endpoint, EndpointResource, IncrementalConfig
 
-from crmsync.connection import AUTH_SECRETS
-from crmsync.cursor_format import CursorFormatError, cursor_format
-from crmsync.governance import EXCLUDE_KEY, HASH_KEY, parse_paths
+from crmsync.profiles.connection import AUTH_SECRETS
+from crmsync.profiles.cursor_format import CursorFormatError, cursor_format
+from crmsync.profiles.governance import EXCLUDE_KEY, HASH_KEY, parse_paths
 
 REST_API_KEYS = frozenset(typing.get_type_hints(EndpointResource))
 ENDPOINT_KEYS = frozenset(typing.get_type_hints(Endpoint))

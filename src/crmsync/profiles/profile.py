@@ -3,7 +3,7 @@
 Everything a resource needs — path, envelope key, paginator, auth, cursor, delete rule, column
 types — is data in a profile file, so that a CRM is added by configuration (`--profile
 acme.toml`) and a resource changed by an overlay (`--config crmsync.toml`), never by code. The
-built-in profile (`profiles/crm.toml`) is the bundled contract's. The plan (`crmsync.plan`)
+built-in profile (`profiles/crm.toml`) is the bundled contract's. The plan (`crmsync.profiles.plan`)
 reads a profile once per run; the source adds the mechanism.
 """
 
@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from crmsync.profile_check import ProfileError, check_profile
+from crmsync.profiles.profile_check import ProfileError, check_profile
 
 Profile = dict[str, Any]
 """A `rest_api_source` config dict (dlt's `RESTAPIConfig`), handled as the plain data it is."""
@@ -36,13 +36,13 @@ child table (`accounts__tags`); on Delta tables crmsync keeps them in the row, a
 DELETED_LISTING_KEY = "deleted_listing"
 """crmsync's key: the CRM lists deleted records apart (`GET /contacts?archived=true`); a table
 of params that selects them. crmsync reads that listing too, into the same table, where the
-records' `hard_delete` flag removes their rows (`crmsync.plan`)."""
+records' `hard_delete` flag removes their rows (`crmsync.profiles.plan`)."""
 
 CURSOR_FORMAT_KEY = "cursor_format"
 """crmsync's key in `endpoint.incremental`: how the CRM writes the cursor's values
-(`crmsync.cursor_format`)."""
+(`crmsync.profiles.cursor_format`)."""
 
-BUILT_IN = resources.files("crmsync") / "profiles" / "crm.toml"
+BUILT_IN = resources.files("crmsync.profiles") / "crm.toml"
 """The contract's five resources (`shared/crm-api.md`), a profile like any other."""
 
 

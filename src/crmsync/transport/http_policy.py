@@ -5,10 +5,10 @@ whose body is not JSON are retried up to 3 times with exponential backoff (facto
 `Retry-After` honoured up to a cap — built from dlt's and tenacity's retry pieces
 (`retry_if_status`, `wait_exponential`) on a session that rest_api uses for every resource,
 including the ones a user adds. A `200` that is JSON but not a page of records
-(`crmsync.page_shape`) is retried the same way. Each attempt is bounded by a deadline and
-follows its redirects itself (`crmsync.exchange`). The same session enforces one budget for the
-whole run, paced to the CRM's rate limit (`crmsync.pacing`), because that limit is per account,
-not per resource.
+(`crmsync.transport.page_shape`) is retried the same way. Each attempt is bounded by a deadline and
+follows its redirects itself (`crmsync.transport.exchange`). The same session enforces one budget
+for the whole run, paced to the CRM's rate limit (`crmsync.transport.pacing`), because that limit
+is per account, not per resource.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from tenacity import (
     wait_exponential,
 )
 
-from crmsync.exchange import exchange
 from crmsync.ledger import RunLedger
-from crmsync.pacing import Pacer, Ticket, retry_after_seconds
-from crmsync.page_decoding import DictDecoder, MalformedBody
-from crmsync.page_observer import resource_of
-from crmsync.page_shape import NotAPageError, PageShapes
-from crmsync.pagination import PageLookahead
+from crmsync.reading.page_decoding import DictDecoder, MalformedBody
+from crmsync.reading.page_observer import resource_of
+from crmsync.reading.pagination import PageLookahead
 from crmsync.redaction import redact_url, redact_urls_in
+from crmsync.transport.exchange import exchange
+from crmsync.transport.pacing import Pacer, Ticket, retry_after_seconds
+from crmsync.transport.page_shape import NotAPageError, PageShapes
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -140,7 +140,7 @@ class RequestBudget:
     at most `max_requests` in the whole run (0: no quota).
 
     The pacer spaces requests to the rate it learns from the CRM, under the user's
-    `max_per_second` if set (`crmsync.pacing`). A 429 also halves the requests allowed in
+    `max_per_second` if set (`crmsync.transport.pacing`). A 429 also halves the requests allowed in
     flight; each success afterwards gives one slot back, up to the maximum. Once `max_requests`
     have started, every request asking for a slot gets `QuotaReached` instead, at once.
     """
@@ -280,7 +280,8 @@ class CrmSession(requests.Session):
         return self
 
     def expect_records(self, url: str, key: str) -> None:
-        """Pages of `url` must hold a list of records under `key` (`crmsync.page_shape`)."""
+        """Pages of `url` must hold a list of records under `key`
+        (`crmsync.transport.page_shape`)."""
         self.pages.expect_records(url, key)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:

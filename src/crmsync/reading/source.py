@@ -1,8 +1,8 @@
 """The crmsync dlt source: the profile's plans plus credentials, HTTP policy and sync mode.
 
 Everything here is mechanism; what to fetch is data in the profile, read once into one plan per
-resource (`crmsync.plan`). The source ends in dlt's `rest_api_resources(config)`: rest_api does
-the requests, paging, incremental state, schema and merge, through the extension points filled
+resource (`crmsync.profiles.plan`). The source ends in dlt's `rest_api_resources(config)`: rest_api
+does the requests, paging, incremental state, schema and merge, through the extension points filled
 in here (paginator instances, the profile's auth, the shared HTTP session, resource steps).
 """
 
@@ -27,27 +27,33 @@ from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.config_setup import create_paginator
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
-from crmsync.arrow_pages import PageBatcher, TypedPages
-from crmsync.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
-from crmsync.cursor_format import CursorFormat
-from crmsync.cursor_values import CursorValues
-from crmsync.dict_pages import stored_types
-from crmsync.first_read import DeletedRecordFilter, replaces_merge
-from crmsync.governance import EXCLUDE_KEY, HASH_KEY, HASH_SECRET, field_policy, history_disposition
-from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceObserver, RunLedger
-from crmsync.page_decoding import ProcessDecoder
-from crmsync.page_observer import ObservedPaginator
-from crmsync.page_shape import envelope_keys
-from crmsync.pagination import (
+from crmsync.loading.first_read import DeletedRecordFilter, replaces_merge
+from crmsync.profiles.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
+from crmsync.profiles.cursor_format import CursorFormat
+from crmsync.profiles.governance import (
+    EXCLUDE_KEY,
+    HASH_KEY,
+    HASH_SECRET,
+    field_policy,
+    history_disposition,
+)
+from crmsync.profiles.plan import LISTING_SUFFIX, CursorPlan, ResourcePlan, plan_resources
+from crmsync.profiles.profile import Profile, built_in_profile, resource_names
+from crmsync.reading.arrow_pages import PageBatcher, TypedPages
+from crmsync.reading.cursor_values import CursorValues
+from crmsync.reading.dict_pages import stored_types
+from crmsync.reading.page_decoding import ProcessDecoder
+from crmsync.reading.page_observer import ObservedPaginator
+from crmsync.reading.pagination import (
     PAGE_NUMBER_TYPE,
     PageLookahead,
     RepeatedRecordFilter,
     paginator_from_config,
 )
-from crmsync.plan import LISTING_SUFFIX, CursorPlan, ResourcePlan, plan_resources
-from crmsync.profile import Profile, built_in_profile, resource_names
 from crmsync.redaction import register_secret, without_login
+from crmsync.transport.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
+from crmsync.transport.page_shape import envelope_keys
 
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
 """dlt's table hint that a load holds each primary key once: its merge skips the dedup pass."""
@@ -67,9 +73,10 @@ class SyncOptions:
     lookback_seconds: float = DEFAULT_LOOKBACK_SECONDS
     strict: bool = False
     arrow_pages: bool = True
-    """The fast path (`crmsync.arrow_pages`); off loads the same rows through dlt's normalizer."""
+    """The fast path (`crmsync.reading.arrow_pages`); off loads the same rows through dlt's
+    normalizer."""
     page_processes: int = 1
-    """Worker processes that decode pages into Arrow tables (`crmsync.page_decoding`) in a
+    """Worker processes that decode pages into Arrow tables (`crmsync.reading.page_decoding`) in a
     `run_sync`; 0 decodes them in the run's own process."""
 
 
@@ -97,7 +104,7 @@ def crm_source(
     session = session or CrmSession(policy, ledger)
     source = _crm(connection, profile, sync, session, ledger, tuple(selected))
     # nested tables keep `_dlt_root_id` under a first read's replace too: the merges after it
-    # need it (`crmsync.first_read`)
+    # need it (`crmsync.loading.first_read`)
     source.root_key = True
     listings = [n + LISTING_SUFFIX for n in selected if n + LISTING_SUFFIX in source.resources]
     return source.with_resources(*selected, *listings)
@@ -208,7 +215,7 @@ class _ResourceRead:
         table = stored_tables.get(plan.config.get("table_name") or plan.name, {})
         self.page_types = stored_types(table.get("columns", {}), columns)
         """The hints, and the type each other column has in the destination already: how pages
-        are typed (`crmsync.dict_pages.stored_types`)."""
+        are typed (`crmsync.reading.dict_pages.stored_types`)."""
         self.read_start: _ReadStart | None = None
         self.lag = 0.0
         """Seconds re-read before the stored cursor: none for a backfill, nor for a cursor

@@ -3,8 +3,8 @@
 A profile is the seed's `rest_api_source` dict plus a few crmsync keys. The plan takes it
 apart once — the endpoint merged with the defaults, the paginator, the cursor and its format,
 the delete rule, the id kind, the page form, the column hints — and leaves rest_api a config
-with none of crmsync's keys in it. The source (`crmsync.source`), `check` and `--dry-run` read
-the plans; none of them edits the profile or depends on another's edits.
+with none of crmsync's keys in it. The source (`crmsync.reading.source`), `check` and `--dry-run`
+read the plans; none of them edits the profile or depends on another's edits.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmsync.cursor_format import CursorFormat, cursor_format
-from crmsync.governance import EXCLUDE_KEY, HASH_KEY
-from crmsync.profile import (
+from crmsync.profiles.cursor_format import CursorFormat, cursor_format
+from crmsync.profiles.governance import EXCLUDE_KEY, HASH_KEY
+from crmsync.profiles.profile import (
     CURSOR_FORMAT_KEY,
     DELETED_LISTING_KEY,
     LIST_FIELDS_KEY,

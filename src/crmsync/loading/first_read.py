@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmsync.arrow_pages import page_table
+from crmsync.reading.arrow_pages import page_table
 
 MERGE_STRATEGIES_REPLACED = (None, "delete-insert")
 """Merges whose outcome on a whole read is the replaced table (not `scd2`, which keeps history,

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import PreparedRequest, Request, Response
 
-from crmsync.arrow_pages import record_count
+from crmsync.reading.arrow_pages import record_count
 
 
 class PageObserver(Protocol):

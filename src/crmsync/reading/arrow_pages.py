@@ -21,8 +21,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crmsync.dict_pages import C_DLT_ID, SEPARATOR, STORED, WEI_DIGITS, DictPages
-from crmsync.field_names import needs_renames
+from crmsync.reading.dict_pages import C_DLT_ID, SEPARATOR, STORED, WEI_DIGITS, DictPages
+from crmsync.reading.field_names import needs_renames
 
 ROW_KEY_BYTES = 12
 """Random bytes per `_dlt_id` (dlt's own take 10): a multiple of 3 encodes to whole base64
@@ -54,7 +54,7 @@ def row_key_list(count: int) -> list[str]:
 
 
 class DecodedPage(list[Any]):
-    """A page decoded in a worker process (`crmsync.page_decoding`): `[table]`, the shape
+    """A page decoded in a worker process (`crmsync.reading.page_decoding`): `[table]`, the shape
     rest_api gives a page whose records it selected as one item, and `served`, the records
     the CRM sent, which the paginator counts (the worker drops a first read's deleted ones)."""
 
@@ -165,10 +165,10 @@ class TypedPages:
     A table must type each column as dlt's schema already has it. A page Arrow cannot hold as
     dlt would (a list, which dlt turns into a child table; a field that was an integer on
     page 1 and is text on page 2, which dlt loads as a variant column `score__v_text`; a name
-    dlt would rename, `crmsync.field_names`; a value to check, `crmsync.dict_pages`) goes as
-    dicts, and so does every page of the resource after it, tables decoded ahead by a worker
-    process included: dlt's normalizer has the last word from the first page it typed on.
-    The checks per page are per column, never per value.
+    dlt would rename, `crmsync.reading.field_names`; a value to check,
+    `crmsync.reading.dict_pages`) goes as dicts, and so does every page of the resource after it,
+    tables decoded ahead by a worker process included: dlt's normalizer has the last word from the
+    first page it typed on. The checks per page are per column, never per value.
     """
 
     def __init__(

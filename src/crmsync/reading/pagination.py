@@ -18,15 +18,15 @@ from dlt.common import jsonpath
 from dlt.sources.rest_api.config_setup import register_paginator
 from requests import Response
 
-from crmsync.arrow_pages import page_table
-from crmsync.lookahead import (
+from crmsync.reading.arrow_pages import page_table
+from crmsync.reading.lookahead import (
     PageCheck,
     PageFetcher,
     PageLookahead,
     PositionalPaginator,
 )
-from crmsync.offset_pagination import OFFSET_TYPE, OffsetPaginator
-from crmsync.page_observer import PageObserver
+from crmsync.reading.offset_pagination import OFFSET_TYPE, OffsetPaginator
+from crmsync.reading.page_observer import PageObserver
 
 __all__ = [
     "OFFSET_TYPE",
@@ -169,10 +169,10 @@ class RepeatedRecordFilter:
     that entered behind the reader is caught by the next run's lookback. The filter never drops
     a record it has not seen: keys are integers, compared as integers (`"99999"` < `"100002"`,
     as a CRM that sends its integer ids as strings orders them); a resource whose ids are text
-    declares `id` as `text` and has no filter (`crmsync.source`), and a key of another kind fails
-    the read. Within a page keys must ascend, and a key not above the highest must be a repeat:
-    a page that breaks that order fails the read rather than have anything dropped, or loaded
-    twice, on an assumption that does not hold. A page with exactly the keys of the page
+    declares `id` as `text` and has no filter (`crmsync.reading.source`), and a key of another kind
+    fails the read. Within a page keys must ascend, and a key not above the highest must be a
+    repeat: a page that breaks that order fails the read rather than have anything dropped, or
+    loaded twice, on an assumption that does not hold. A page with exactly the keys of the page
     before it fails the read too: a list that moves pushes records on, it does not serve a whole
     page again, but a CRM that ignores the page param does, forever.
     """

@@ -6,14 +6,14 @@ message that names neither the resource nor the record:
     {"id": 7, "_dlt_id": "x", "Email": "b@x", "email": "a@x", "": "?",
      "updated_at": "2026-03-01t10:00:00z", "score": 1000000000000000000000000000007}
 
-Here names are made collision-free (`crmsync.field_names`), hinted timestamps in any RFC 3339
-form become datetimes (`crmsync.rfc3339`; a value that is none stays text, which dlt loads as
-a variant column, `created_at__v_text`), and integers beyond 64 bits become dlt's `Wei`
+Here names are made collision-free (`crmsync.reading.field_names`), hinted timestamps in any RFC
+3339 form become datetimes (`crmsync.profiles.rfc3339`; a value that is none stays text, which dlt
+loads as a variant column, `created_at__v_text`), and integers beyond 64 bits become dlt's `Wei`
 (`decimal(38,0)`). A record that cannot load fails the run with a `RecordError` naming the
 record, its page and the value: no value of a non-nullable column (`id`), a cursor value that
 is no timestamp (the incremental cursor compares them), an integer too wide for its column.
 The walk over each record's values is the one dlt's normalizer makes after it, in Python: this
-path is the slow one by nature, for the pages Arrow cannot hold (`crmsync.arrow_pages`).
+path is the slow one by nature, for the pages Arrow cannot hold (`crmsync.reading.arrow_pages`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from crmsync.field_names import rename_fields
-from crmsync.rfc3339 import parse_timestamp
+from crmsync.profiles.rfc3339 import parse_timestamp
+from crmsync.reading.field_names import rename_fields
 
 C_DLT_ID = "_dlt_id"
 """dlt's row key column (`dlt.common.schema.typing.C_DLT_ID`), spelled out so that this module

@@ -37,7 +37,8 @@ and ``X-RateLimit-Reset``/``RateLimit-Reset``, each a number (of an IETF draft's
 10^9, as Unix epoch seconds (GitHub's form). ``Retry-After`` as delta-seconds or an HTTP date.
 The combined ``RateLimit: limit=...`` field of later IETF drafts is not read.
 
-The pacer is not locked itself: `crmsync.http_policy.RequestBudget` calls it under its lock.
+The pacer is not locked itself: `crmsync.transport.http_policy.RequestBudget` calls it under its
+lock.
 """
 
 from __future__ import annotations

@@ -34,11 +34,11 @@ from typing import Any
 import dlt
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from crmsync.connection import SECRET_NAMES, SECTION, CrmConnection, env_name
 from crmsync.failures import Failure
 from crmsync.ledger import RUNS_TABLE
-from crmsync.profile import Profile, load_profile
-from crmsync.sync import DEFAULT_PIPELINE, RunSettings, make_pipeline
+from crmsync.loading.sync import DEFAULT_PIPELINE, RunSettings, make_pipeline
+from crmsync.profiles.connection import SECRET_NAMES, SECTION, CrmConnection, env_name
+from crmsync.profiles.profile import Profile, load_profile
 
 DEFAULT_TENANTS_FILE = "tenants.toml"
 TENANTS_ENV = "CRMSYNC_TENANTS"

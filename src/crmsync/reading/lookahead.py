@@ -5,7 +5,8 @@ rest_api asks a paginator for one request at a time. A read whose pages are cut 
 knows the next ones in advance: this module fetches them concurrently (`PageLookahead`) and
 holds the rule of when a page fetched ahead may be used (`PositionalPaginator.accepts`), so
 that each positional paginator is only the names of its params and its end conditions
-(`crmsync.pagination.PageNumberPaginator`, `crmsync.offset_pagination.OffsetPaginator`).
+(`crmsync.reading.pagination.PageNumberPaginator`,
+`crmsync.reading.offset_pagination.OffsetPaginator`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
 
-from crmsync.arrow_pages import record_count
-from crmsync.page_observer import PageObserver
+from crmsync.reading.arrow_pages import record_count
+from crmsync.reading.page_observer import PageObserver
 
 
 class PageFetcher(Protocol):
-    """The session the look-ahead sends through (`crmsync.http_policy.CrmSession`)."""
+    """The session the look-ahead sends through (`crmsync.transport.http_policy.CrmSession`)."""
 
     def prepare_request(self, request: Request) -> requests.PreparedRequest: ...
 
@@ -155,7 +156,8 @@ class PositionalPaginator(BasePaginator):
     """
 
     reports_pages = True
-    """It tells its observer of pages, totals and re-reads itself (`crmsync.page_observer`)."""
+    """It tells its observer of pages, totals and re-reads itself
+    (`crmsync.reading.page_observer`)."""
 
     def __init__(
         self,

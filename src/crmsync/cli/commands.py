@@ -15,21 +15,13 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 
-from crmsync.connection import CrmConnection
+from crmsync.cli.progress import PLAIN_INTERVAL_SECONDS, progress
+from crmsync.cli.run_report import dumps, failure_document, result_document
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
-from crmsync.destinations import dry_run as check_destination
 from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
-from crmsync.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.ledger import ResourceTally, RunLedger
-from crmsync.page_shape import envelope_keys
-from crmsync.pagination import paginator_from_config
-from crmsync.plan import LISTING_SUFFIX, plan_resources
-from crmsync.profile import Profile, load_profile, resource_names
-from crmsync.progress import PLAIN_INTERVAL_SECONDS, progress
-from crmsync.redaction import redact_url, redact_urls_in
-from crmsync.run_report import dumps, failure_document, result_document
-from crmsync.source import SyncOptions
-from crmsync.sync import (
+from crmsync.loading.destinations import dry_run as check_destination
+from crmsync.loading.sync import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,
     RunSettings,
@@ -38,7 +30,15 @@ from crmsync.sync import (
     reset_resources,
     run_sync,
 )
-from crmsync.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants
+from crmsync.profiles.connection import CrmConnection
+from crmsync.profiles.plan import LISTING_SUFFIX, plan_resources
+from crmsync.profiles.profile import Profile, load_profile, resource_names
+from crmsync.reading.pagination import paginator_from_config
+from crmsync.reading.source import SyncOptions
+from crmsync.redaction import redact_url, redact_urls_in
+from crmsync.scheduling.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants
+from crmsync.transport.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
+from crmsync.transport.page_shape import envelope_keys
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -41,13 +41,13 @@ from dlt.common.schema import Schema
 from dlt.common.schema.utils import get_first_column_name_with_prop, get_table_format
 from dlt.extract import DltSource
 
-from crmsync.profile import Profile, resource_names
+from crmsync.profiles.profile import Profile, resource_names
 from crmsync.redaction import redact_url
 
 if TYPE_CHECKING:
-    from crmsync.connection import CrmConnection
-    from crmsync.source import SyncOptions
-    from crmsync.sync import RunSettings
+    from crmsync.loading.sync import RunSettings
+    from crmsync.profiles.connection import CrmConnection
+    from crmsync.reading.source import SyncOptions
 
 FILESYSTEM = "filesystem"
 TABLE_FORMATS = ("delta",)
@@ -155,8 +155,8 @@ def load_defaults(
     columns: int = 0,
 ) -> dict[str, Any]:
     """crmsync's defaults for loading `staged_rows` from load files of `file_bytes` bytes into
-    tables of up to `columns` columns (`crmsync.config_defaults`): on DuckDB, a `memory_limit`
-    sized to the load; a configured `global_config` replaces it entirely.
+    tables of up to `columns` columns (`crmsync.profiles.config_defaults`): on DuckDB, a
+    `memory_limit` sized to the load; a configured `global_config` replaces it entirely.
 
     Only for Parquet files, which DuckDB reads in row groups: its JSON reader takes 32 MB
     buffers per file and thread, and ran out of memory under the limit on a demo-sized load.
