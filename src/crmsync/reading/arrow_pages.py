@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import secrets
 from array import array as int_array
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -75,7 +75,8 @@ def record_count(page: Any) -> int:
     return page.served if isinstance(page, DecodedPage) else len(page or ())
 
 
-def _arrow_type(hint: dict[str, Any]) -> pa.DataType | None:
+def arrow_type(hint: Mapping[str, Any]) -> pa.DataType | None:
+    """The Arrow type a column hinted `hint` has in a page's table; None where it is inferred."""
     data_type = hint.get("data_type")
     if data_type == "timestamp":
         return pa.timestamp("us", tz="UTC")
@@ -185,7 +186,7 @@ class TypedPages:
         self.json_columns = [
             n for n, h in columns.items() if h.get("data_type") == "json" and not h.get(STORED)
         ]
-        self.types = {n: t for n, h in columns.items() if (t := _arrow_type(h)) is not None}
+        self.types = {n: t for n, h in columns.items() if (t := arrow_type(h)) is not None}
         self.required = {n for n, h in columns.items() if h.get("nullable") is False}
         self.seen: dict[str, pa.DataType] = {}
         """The type each column had in the tables made so far: dlt's schema of this read."""

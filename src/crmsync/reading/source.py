@@ -40,9 +40,10 @@ from crmsync.profiles.governance import (
 )
 from crmsync.profiles.plan import LISTING_SUFFIX, CursorPlan, ResourcePlan, plan_resources
 from crmsync.profiles.profile import Profile, built_in_profile, resource_names
-from crmsync.reading.arrow_pages import PageBatcher, TypedPages
+from crmsync.reading.arrow_pages import PageBatcher, TypedPages, arrow_type
 from crmsync.reading.cursor_values import CursorValues
 from crmsync.reading.dict_pages import stored_types
+from crmsync.reading.json_text_hints import JSON_TEXT_WARNINGS, arrow_only_differs_in_json
 from crmsync.reading.page_decoding import ProcessDecoder
 from crmsync.reading.page_observer import ObservedPaginator
 from crmsync.reading.pagination import (
@@ -309,6 +310,13 @@ class _ResourceRead:
             arrow=self.sync.arrow_pages and not self.history and not (cursor and cursor.nested),
             cursor=cursor.column if cursor and not cursor.nested else None,
             row_keys=not self.history,
+        )
+        JSON_TEXT_WARNINGS.expect(
+            resource.name,
+            typed.arrow
+            and arrow_only_differs_in_json(
+                resource.compute_table_schema()["columns"], arrow_type, typed.required
+            ),
         )
         steps = (cursor_values, self.policy, repeat_filter, self.deleted_filter, PageBatcher(typed))
         for position, step in enumerate((s for s in steps if s), start=1):
