@@ -107,11 +107,11 @@ def sync_tenant(
     """One sync of one tenant, as `crmsync run --tenant NAME --json` runs it: the tenants file
     and the tenant's credentials are read here, where the task runs. Returns the JSON result;
     raises `CrmSyncError` with crmsync's one-line message."""
-    from crmsync.cli.progress import progress
-    from crmsync.cli.run_report import result_document
     from crmsync.ledger import RunLedger
     from crmsync.loading.sync import SyncFailed, run_sync
     from crmsync.reading.source import SyncOptions
+    from crmsync.reporting.progress import progress
+    from crmsync.reporting.run_report import result_document
 
     known = None
     try:

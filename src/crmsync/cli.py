@@ -15,8 +15,6 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 
-from crmsync.cli.progress import PLAIN_INTERVAL_SECONDS, progress
-from crmsync.cli.run_report import dumps, failure_document, result_document
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
 from crmsync.ledger import ResourceTally, RunLedger
@@ -36,6 +34,8 @@ from crmsync.profiles.profile import Profile, load_profile, resource_names
 from crmsync.reading.pagination import paginator_from_config
 from crmsync.reading.source import SyncOptions
 from crmsync.redaction import redact_url, redact_urls_in
+from crmsync.reporting.progress import PLAIN_INTERVAL_SECONDS, progress
+from crmsync.reporting.run_report import dumps, failure_document, result_document
 from crmsync.scheduling.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants
 from crmsync.transport.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
 from crmsync.transport.page_shape import envelope_keys

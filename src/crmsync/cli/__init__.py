@@ -1,5 +1,0 @@
-"""The `crmsync` command."""
-
-from crmsync.cli.commands import main
-
-__all__ = ["main"]
