@@ -218,12 +218,12 @@ def test_a_429_under_concurrent_reads_paces_the_run_and_every_record_lands(
 def test_max_requests_per_second_keeps_the_run_under_a_crm_limit_it_would_break(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
-    """The CRM admits one request at a time, 50 a second: five resources at a ceiling of 10
-    a second are never refused (without it, they come faster and are). The spacing itself is
-    shown on a fake clock (test_request_budget.py)."""
-    crm.rate_limit = TokenBucket(rate=50, burst=1)
+    """The CRM admits one request at a time, 8 a second: five resources at a ceiling of 4 a
+    second, twice as far apart, are never refused (without it, they come faster and are). The
+    spacing itself is shown on a fake clock (test_request_budget.py)."""
+    crm.rate_limit = TokenBucket(rate=8, burst=1)
 
-    result = sync(crm, destination, policy=fast_policy(max_requests_per_second=10))
+    result = sync(crm, destination, policy=fast_policy(max_requests_per_second=4))
 
     assert [r.status for r in crm.requests] == [200] * 5
     assert result.ledger.learnt_rate is None  # nothing was learnt: the ceiling alone paced
