@@ -12,14 +12,9 @@ from typing import Any
 
 import pytest
 
-from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
-from crmsync.loading.sync import SyncResult, run_sync
-from crmsync.profiles.connection import CrmConnection
-from crmsync.profiles.profile import Profile, load_profile
+from crmsync.demo_server import DemoServer
 from crmsync.reading.arrow_pages import DecodedPage
 from crmsync.reading.page_decoding import ProcessDecoder
-from crmsync.reading.source import SyncOptions
-from crmsync.transport.http_policy import HttpPolicy
 from tests.support.destinations import (
     DeltaDestination,
     Destination,
@@ -28,9 +23,7 @@ from tests.support.destinations import (
     PostgresDestination,
 )
 from tests.support.postgres import PostgresServer
-
-SMALL_SIZES = {"accounts": 30, "contacts": 60, "events": 90, "products": 12, "pipelines": 8}
-RESOURCES = ("accounts", "contacts", "events", "products", "pipelines")
+from tests.support.syncs import SMALL_SIZES
 
 
 @pytest.fixture
@@ -69,7 +62,30 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.stop()
 
 
-@pytest.fixture(params=["duckdb", "postgres", "parquet", "delta"])
+DESTINATIONS = ("duckdb", "postgres", "parquet", "delta")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "destinations(*names): the destinations the `destination` fixture takes in this test"
+        " or module (default: all of DESTINATIONS)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`destination` takes each of DESTINATIONS, or those a `destinations` mark names: a module
+    about the HTTP side says `pytestmark = pytest.mark.destinations("duckdb")`."""
+    parametrized = [m.args[0] for m in metafunc.definition.iter_markers("parametrize")]
+    if "destination" in metafunc.fixturenames and not any(
+        "destination" in (names.split(",") if isinstance(names, str) else names)
+        for names in parametrized
+    ):
+        marker = metafunc.definition.get_closest_marker("destinations")
+        metafunc.parametrize("destination", marker.args if marker else DESTINATIONS, indirect=True)
+
+
+@pytest.fixture
 def destination(request: pytest.FixtureRequest, workdir: Path) -> Destination:
     """Every destination the end-to-end suite proves the same guarantees on."""
     if request.param == "postgres":
@@ -80,38 +96,6 @@ def destination(request: pytest.FixtureRequest, workdir: Path) -> Destination:
         "delta": DeltaDestination,
     }
     return kinds[request.param](workdir)
-
-
-def profile_with(folder: Path, overlay: str) -> Profile:
-    """The built-in profile with `overlay`, a `--config` file's TOML, laid over it."""
-    path = folder / "crmsync.toml"
-    path.write_text(overlay)
-    return load_profile(path)
-
-
-def connection_to(server: DemoServer, password: str = DEFAULT_PASSWORD) -> CrmConnection:
-    return CrmConnection.basic(server.base_url, DEFAULT_USERNAME, password)
-
-
-def fast_policy(**overrides: Any) -> HttpPolicy:
-    """The seed's policy with test-sized waits: the same attempts, milliseconds of backoff."""
-    policy = HttpPolicy()
-    policy.backoff_factor = 0.01
-    policy.max_retry_delay = 2.0
-    policy.read_timeout = 5.0
-    for key, value in overrides.items():
-        setattr(policy, key, value)
-    return policy
-
-
-def sync(
-    server: DemoServer,
-    destination: DuckDBDestination,
-    options: SyncOptions | None = None,
-    **kwargs: Any,
-) -> SyncResult:
-    kwargs.setdefault("policy", fast_policy())
-    return run_sync(connection_to(server), destination.settings(), options, **kwargs)
 
 
 @pytest.fixture

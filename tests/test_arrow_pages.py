@@ -13,8 +13,8 @@ from crmsync.demo_server import DemoServer
 from crmsync.profiles.profile import built_in_profile
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages
 from crmsync.reading.source import SyncOptions
-from tests.conftest import sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import sync
 
 SIZES = {"accounts": 700, "contacts": 1100, "events": 1300, "products": 40, "pipelines": 8}
 

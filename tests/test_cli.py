@@ -15,39 +15,9 @@ import pytest
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer, Fault
 from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE
+from tests.support.cli import CRMSYNC, SECRET, cli_env, crm_env, run_crmsync
+from tests.support.syncs import RESOURCES
 from tests.support.terminal import run_in_terminal, screen
-
-CRMSYNC = str(Path(sys.executable).parent / "crmsync")
-SECRET = "s3cr3t-Pa55word-never-printed"
-
-
-def run_crmsync(
-    workdir: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 120,
-    input: str = "",
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    base["DLT_DATA_DIR"] = str(workdir / "dlt-data")
-    base["SOURCES__CRM__HTTP__BACKOFF_FACTOR"] = "0.01"
-    return subprocess.run(
-        [CRMSYNC, *args],
-        cwd=workdir,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
-
-
-def crm_env(server: DemoServer, password: str = DEFAULT_PASSWORD) -> dict[str, str]:
-    return {
-        "SOURCES__CRM__BASE_URL": server.base_url,
-        "SOURCES__CRM__USERNAME": DEFAULT_USERNAME,
-        "SOURCES__CRM__PASSWORD": password,
-    }
 
 
 @pytest.mark.parametrize("options", [[], ["--page-processes", "0"]], ids=["default", "in-process"])
@@ -73,13 +43,16 @@ def test_run_loads_five_tables_and_prints_rows_per_table(
         ({"SOURCES__CRM__BASE_URL"}, ["SOURCES__CRM__USERNAME", "SOURCES__CRM__PASSWORD"]),
         ({"SOURCES__CRM__BASE_URL", "SOURCES__CRM__USERNAME"}, ["SOURCES__CRM__PASSWORD"]),
         ({"SOURCES__CRM__USERNAME", "SOURCES__CRM__PASSWORD"}, ["SOURCES__CRM__BASE_URL"]),
+        ({"SOURCES__CRM__BASE_URL", "SOURCES__CRM__PASSWORD"}, ["SOURCES__CRM__USERNAME"]),
     ],
-    ids=["no-credentials", "no-password", "no-base-url"],
+    ids=["no-credentials", "no-password", "no-base-url", "a-bare-username-is-not-the-login"],
 )
 def test_a_missing_setting_is_named_in_one_line_with_exit_2(
     crm: DemoServer, workdir: Path, present: set[str], missing: list[str]
 ) -> None:
+    """dlt would take a bare USERNAME (often the OS login) for the CRM's: it never does."""
     env = {k: v for k, v in crm_env(crm).items() if k in present}
+    env.update(USERNAME=DEFAULT_USERNAME, LOGNAME=DEFAULT_USERNAME)
 
     done = run_crmsync(workdir, "run", env=env)
 
@@ -89,18 +62,6 @@ def test_a_missing_setting_is_named_in_one_line_with_exit_2(
     for key in missing:
         assert key in done.stderr
     assert crm.requests == []
-
-
-def test_a_bare_username_variable_is_not_taken_for_the_crm_login(
-    crm: DemoServer, workdir: Path
-) -> None:
-    env = {k: v for k, v in crm_env(crm).items() if k != "SOURCES__CRM__USERNAME"}
-    env.update(USERNAME=DEFAULT_USERNAME, LOGNAME=DEFAULT_USERNAME)
-
-    done = run_crmsync(workdir, "run", env=env)
-
-    assert done.returncode == EXIT_CONFIG
-    assert "SOURCES__CRM__USERNAME" in done.stderr
 
 
 def test_settings_from_dot_dlt_files_are_used(crm: DemoServer, workdir: Path) -> None:
@@ -131,25 +92,24 @@ def test_wrong_credentials_fail_with_401_in_one_line_without_the_password(
     assert SECRET not in done.stdout + done.stderr
 
 
-def test_check_reports_ok_for_each_resource(crm: DemoServer, workdir: Path) -> None:
-    done = run_crmsync(workdir, "check", env=crm_env(crm))
-
-    assert done.returncode == EXIT_OK, done.stderr
-    assert done.stdout.splitlines() == [
-        f"OK    {r}" for r in ("accounts", "contacts", "events", "products", "pipelines")
-    ]
-    assert [r.params.get("page[limit]") or r.params.get("limit") for r in crm.requests] == ["1"] * 5
-
-
-def test_check_reports_fail_with_the_reason_and_exit_2_on_wrong_credentials(
-    crm: DemoServer, workdir: Path
+@pytest.mark.parametrize(
+    ("password", "exit_code", "line"),
+    [
+        (DEFAULT_PASSWORD, EXIT_OK, r"OK    \w+"),
+        (SECRET, EXIT_CONFIG, r"FAIL  \w+: .*answered 401.*"),
+    ],
+    ids=["ok", "wrong-credentials"],
+)
+def test_check_reads_page_1_of_each_resource_and_reports_ok_or_fail_with_the_reason(
+    crm: DemoServer, workdir: Path, password: str, exit_code: int, line: str
 ) -> None:
-    done = run_crmsync(workdir, "check", env=crm_env(crm, password=SECRET))
+    done = run_crmsync(workdir, "check", env=crm_env(crm, password=password))
 
-    assert done.returncode == EXIT_CONFIG
+    assert done.returncode == exit_code, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 5
-    assert all(line.startswith("FAIL  ") and "answered 401" in line for line in lines)
+    assert [re.fullmatch(line, shown) is not None for shown in lines] == [True] * 5, lines
+    assert [shown.split()[1].rstrip(":") for shown in lines] == list(RESOURCES)
+    assert [r.params.get("page[limit]") or r.params.get("limit") for r in crm.requests] == ["1"] * 5
     assert SECRET not in done.stdout + done.stderr
 
 
@@ -199,29 +159,27 @@ def test_demo_starts_the_bundled_crm_and_loads_five_tables(workdir: Path) -> Non
     assert (workdir / "crmsync.duckdb").exists()
 
 
-def test_a_new_destination_file_gets_everything_again(crm: DemoServer, workdir: Path) -> None:
+@pytest.mark.parametrize("file_deleted", [True, False], ids=["new-file", "same-file"])
+def test_a_second_run_reads_only_changes_unless_the_destination_file_is_new(
+    crm: DemoServer, workdir: Path, file_deleted: bool
+) -> None:
     """The cursors live with the data: a deleted DuckDB file means a full sync, not a delta."""
     assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
-    (workdir / "crmsync.duckdb").unlink()
+    if file_deleted:
+        (workdir / "crmsync.duckdb").unlink()
     crm.clear_requests()
 
     done = run_crmsync(workdir, "run", env=crm_env(crm))
 
     assert done.returncode == EXIT_OK, done.stderr
-    assert {r.params.get("updated_since") for r in crm.requests} == {None}
+    since = {r.params.get("updated_since") for r in crm.requests}
+    if file_deleted:
+        assert since == {None}  # every resource read whole
+    else:
+        assert None not in since  # every resource read from its cursor
     with duckdb.connect(str(workdir / "crmsync.duckdb"), read_only=True) as db:
         count = db.execute("select count(*) from crm.contacts").fetchone()
     assert count == (len(crm.store.ids("contacts")),)
-
-
-def test_a_second_run_into_the_same_file_reads_only_changes(crm: DemoServer, workdir: Path) -> None:
-    assert run_crmsync(workdir, "run", env=crm_env(crm)).returncode == EXIT_OK
-    crm.clear_requests()
-
-    done = run_crmsync(workdir, "run", env=crm_env(crm))
-
-    assert done.returncode == EXIT_OK, done.stderr
-    assert None not in {r.params.get("updated_since") for r in crm.requests}
 
 
 def test_run_json_prints_the_summary_and_ledger_as_one_object(
@@ -311,9 +269,7 @@ def test_progress_lines_are_written_at_an_interval_when_the_output_is_a_log(
 
 def test_live_progress_fits_an_80_column_terminal(start_crm: Any, workdir: Path) -> None:
     server: DemoServer = start_crm({"contacts": 3000, "events": 2000}, latency_ms=100)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(crm_env(server), DLT_DATA_DIR=str(workdir / "dlt-data"))
-    env["SOURCES__CRM__HTTP__MAX_IN_FLIGHT"] = "1"
+    env = cli_env(workdir, {**crm_env(server), "SOURCES__CRM__HTTP__MAX_IN_FLIGHT": "1"})
 
     code, output = run_in_terminal([CRMSYNC, "run"], workdir, env, columns=80)
 

@@ -19,7 +19,7 @@ import requests
 
 from crmsync.demo_server import DemoServer
 from crmsync.failures import EXIT_OK
-from tests.test_cli import crm_env, run_crmsync
+from tests.support.cli import crm_env, run_crmsync
 
 DASHBOARD = "http://localhost:2718"
 

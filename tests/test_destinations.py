@@ -8,7 +8,6 @@ the missing or wrong setting and exits 2. It never requests anything from the CR
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,24 +21,10 @@ from crmsync.failures import EXIT_CONFIG, EXIT_OK
 from crmsync.loading.destinations import load_defaults
 from crmsync.loading.sync import SyncResult, run_sync
 from crmsync.reading.source import SyncOptions
-from tests.conftest import connection_to, fast_policy, profile_with, sync
+from tests.support.cli import crm_env, run_crmsync
 from tests.support.destinations import DeltaDestination, DuckDBDestination
 from tests.support.postgres import PostgresServer
-from tests.test_cli import CRMSYNC, crm_env
-
-
-def crmsync(workdir: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The command in `workdir`, with no destination or CRM setting but those in `env`."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))}
-    base.update(DLT_DATA_DIR=str(workdir / "dlt-data"), SOURCES__CRM__HTTP__BACKOFF_FACTOR="0.01")
-    return subprocess.run(
-        [CRMSYNC, *args],
-        cwd=workdir,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support.syncs import connection_to, fast_policy, profile_with, sync
 
 
 def one_line_error(done: subprocess.CompletedProcess[str]) -> str:
@@ -55,7 +40,7 @@ def test_dry_run_with_postgres_credentials_connects_and_loads_nothing(
 ) -> None:
     env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": postgres_server.dsn}
 
-    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+    done = run_crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
 
     assert done.returncode == EXIT_OK, done.stderr
     assert "connection   ok" in done.stdout
@@ -69,7 +54,7 @@ def test_dry_run_with_postgres_credentials_connects_and_loads_nothing(
 def test_dry_run_without_postgres_credentials_names_the_setting(
     crm: DemoServer, workdir: Path
 ) -> None:
-    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=crm_env(crm))
+    done = run_crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=crm_env(crm))
 
     line = one_line_error(done)
     assert "DESTINATION__POSTGRES__CREDENTIALS" in line
@@ -77,31 +62,45 @@ def test_dry_run_without_postgres_credentials_names_the_setting(
     assert crm.requests == []
 
 
+@pytest.mark.parametrize(
+    ("in_secrets_toml", "named", "meant"),
+    [
+        (
+            False,
+            "DESTINATION__POSTGRES__CREDENTAILS",
+            "did you mean DESTINATION__POSTGRES__CREDENTIALS?",
+        ),
+        (
+            True,
+            "prot under [destination.postgres.credentials] in secrets.toml",
+            "did you mean port under",
+        ),
+    ],
+    ids=["in-the-environment", "in-secrets-toml"],
+)
 def test_dry_run_names_a_mistyped_setting_and_what_was_meant(
-    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+    crm: DemoServer,
+    workdir: Path,
+    postgres_server: PostgresServer,
+    in_secrets_toml: bool,
+    named: str,
+    meant: str,
 ) -> None:
-    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTAILS": postgres_server.dsn}
+    env = crm_env(crm)
+    if in_secrets_toml:
+        (workdir / ".dlt").mkdir()
+        (workdir / ".dlt" / "secrets.toml").write_text(
+            "[destination.postgres.credentials]\n"
+            f'host = "127.0.0.1"\nprot = {postgres_server.port}\n'
+        )
+    else:
+        env["DESTINATION__POSTGRES__CREDENTAILS"] = postgres_server.dsn
 
-    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+    done = run_crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
 
     line = one_line_error(done)
-    assert "DESTINATION__POSTGRES__CREDENTAILS" in line
-    assert "did you mean DESTINATION__POSTGRES__CREDENTIALS?" in line
-
-
-def test_dry_run_names_a_mistyped_setting_in_secrets_toml(
-    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
-) -> None:
-    (workdir / ".dlt").mkdir()
-    (workdir / ".dlt" / "secrets.toml").write_text(
-        f'[destination.postgres.credentials]\nhost = "127.0.0.1"\nprot = {postgres_server.port}\n'
-    )
-
-    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=crm_env(crm))
-
-    line = one_line_error(done)
-    assert "prot under [destination.postgres.credentials] in secrets.toml" in line
-    assert "did you mean port under" in line
+    assert named in line
+    assert meant in line
 
 
 def test_dry_run_with_a_wrong_password_fails_on_connecting(
@@ -110,7 +109,7 @@ def test_dry_run_with_a_wrong_password_fails_on_connecting(
     wrong = postgres_server.dsn.replace(postgres_server.password, "not-the-password")
     env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": wrong}
 
-    done = crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
+    done = run_crmsync(workdir, "run", "--destination", "postgres", "--dry-run", env=env)
 
     line = one_line_error(done)
     assert "cannot connect to postgres" in line
@@ -118,13 +117,13 @@ def test_dry_run_with_a_wrong_password_fails_on_connecting(
 
 
 def test_dry_run_checks_the_crm_settings_too(workdir: Path) -> None:
-    done = crmsync(workdir, "run", "--dry-run", env={})
+    done = run_crmsync(workdir, "run", "--dry-run", env={})
 
     assert "SOURCES__CRM__BASE_URL" in one_line_error(done)
 
 
 def test_dry_run_on_duckdb_creates_no_file(crm: DemoServer, workdir: Path) -> None:
-    done = crmsync(workdir, "run", "--dry-run", env=crm_env(crm))
+    done = run_crmsync(workdir, "run", "--dry-run", env=crm_env(crm))
 
     assert done.returncode == EXIT_OK, done.stderr
     assert "destination  duckdb" in done.stdout
@@ -153,7 +152,7 @@ def test_dry_run_on_duckdb_creates_no_file(crm: DemoServer, workdir: Path) -> No
 def test_dry_run_on_files_names_the_wrong_setting(
     crm: DemoServer, workdir: Path, env: dict[str, str], named: str
 ) -> None:
-    done = crmsync(
+    done = run_crmsync(
         workdir, "run", "--destination", "filesystem", "--dry-run", env={**crm_env(crm), **env}
     )
 
@@ -161,7 +160,7 @@ def test_dry_run_on_files_names_the_wrong_setting(
 
 
 def test_dry_run_of_an_unknown_destination_names_it(crm: DemoServer, workdir: Path) -> None:
-    done = crmsync(workdir, "run", "--destination", "snowflak", "--dry-run", env=crm_env(crm))
+    done = run_crmsync(workdir, "run", "--destination", "snowflak", "--dry-run", env=crm_env(crm))
 
     assert "unknown destination 'snowflak'" in one_line_error(done)
 
@@ -171,7 +170,7 @@ def test_run_into_postgres_with_credentials_from_the_environment(
 ) -> None:
     env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": postgres_server.dsn}
 
-    done = crmsync(
+    done = run_crmsync(
         workdir, "run", "--destination", "postgres", "--dataset-name", "crm_cli", env=env
     )
 
@@ -187,12 +186,12 @@ def test_run_into_delta_tables_from_config_files(crm: DemoServer, workdir: Path)
     (workdir / ".dlt" / "config.toml").write_text(
         f'[destination.filesystem]\nbucket_url = "{lake.as_uri()}"\ntable_format = "delta"\n'
     )
-    dry = crmsync(workdir, "run", "--destination", "filesystem", "--dry-run", env=crm_env(crm))
+    dry = run_crmsync(workdir, "run", "--destination", "filesystem", "--dry-run", env=crm_env(crm))
     assert dry.returncode == EXIT_OK, dry.stderr
     assert "delta tables, upsert on id" in dry.stdout
     assert not lake.exists() or not any(lake.iterdir())
 
-    done = crmsync(workdir, "run", "--destination", "filesystem", env=crm_env(crm))
+    done = run_crmsync(workdir, "run", "--destination", "filesystem", env=crm_env(crm))
 
     assert done.returncode == EXIT_OK, done.stderr
     with duckdb.connect() as db:
@@ -215,37 +214,36 @@ def duckdb_global_config(result: SyncResult) -> tuple[object, str]:
 
 
 @pytest.mark.parametrize(
-    ("staged_rows", "memory_limit"),
+    ("staged_rows", "file_bytes", "columns", "memory_limit"),
     [
-        ({}, "64MB"),
-        ({"contacts": 60, "accounts": 30}, "65MB"),
-        ({"contacts": 500_000, "events": 500_000, "accounts": 100}, "80MB"),
-        ({"contacts": 10_000_000}, "370MB"),
+        ({}, [], 0, "64MB"),
+        ({"contacts": 60, "accounts": 30}, [], 0, "65MB"),
+        ({"contacts": 500_000, "events": 500_000, "accounts": 100}, [], 0, "80MB"),
+        ({"contacts": 10_000_000}, [], 0, "370MB"),
+        # 64 MB + 100 rows * 32 B + 50 MB file * 4 + 5,000 columns * 64 KiB = 576.5 MB
+        ({"contacts": 100}, [2**20, 50 * 2**20], 5000, "577MB"),
     ],
-    ids=["nothing", "small-load", "a-million-records", "ten-million-contacts"],
+    ids=[
+        "nothing",
+        "small-load",
+        "a-million-records",
+        "ten-million-contacts",
+        "a-large-file-and-a-wide-table",
+    ],
 )
-def test_duckdb_memory_limit_grows_only_with_the_largest_staged_table(
-    workdir: Path, staged_rows: dict[str, int], memory_limit: str
+def test_duckdb_memory_limit_grows_with_the_largest_table_load_file_and_width(
+    workdir: Path,
+    staged_rows: dict[str, int],
+    file_bytes: list[int],
+    columns: int,
+    memory_limit: str,
 ) -> None:
     pipeline = dlt.pipeline("crmsync", destination="duckdb", pipelines_dir=str(workdir))
 
-    assert load_defaults(pipeline, staged_rows, "parquet") == {
+    assert load_defaults(pipeline, staged_rows, "parquet", file_bytes, columns) == {
         "destination": {
             "duckdb": {"credentials": {"global_config": {"memory_limit": memory_limit}}}
         }
-    }
-
-
-def test_duckdb_memory_limit_grows_with_the_largest_load_file_and_the_widest_table(
-    workdir: Path,
-) -> None:
-    pipeline = dlt.pipeline("crmsync", destination="duckdb", pipelines_dir=str(workdir))
-
-    # 64 MB + 100 rows * 32 B + 50 MB file * 4 + 5,000 columns * 64 KiB = 576.5 MB
-    defaults = load_defaults(pipeline, {"contacts": 100}, "parquet", [2**20, 50 * 2**20], 5000)
-
-    assert defaults["destination"]["duckdb"]["credentials"]["global_config"] == {
-        "memory_limit": "577MB"
     }
 
 
@@ -275,21 +273,29 @@ def test_other_loader_file_formats_load_into_duckdb_exactly(
         assert destination.ids(resource) == sorted(crm.store.ids(resource)), resource
 
 
-def test_a_duckdb_load_runs_under_crmsyncs_memory_limit(crm: DemoServer, workdir: Path) -> None:
-    result = sync(crm, DuckDBDestination(workdir))
-
-    assert duckdb_global_config(result) == ({"memory_limit": "66MB"}, "crmsync defaults")
-    assert DuckDBDestination(workdir).ids("contacts") == sorted(crm.store.ids("contacts"))
-
-
-def test_a_configured_duckdb_global_config_replaces_the_memory_limit(
-    crm: DemoServer, workdir: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("global_config", "resources", "resolved"),
+    [
+        (None, None, ({"memory_limit": "66MB"}, "crmsync defaults")),
+        ('{"threads": 1}', ("contacts",), ('{"threads": 1}', "Environment Variables")),
+    ],
+    ids=["crmsync-s-memory-limit", "configured-replaces-it"],
+)
+def test_a_duckdb_load_runs_under_crmsyncs_memory_limit_unless_configured(
+    crm: DemoServer,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    global_config: str | None,
+    resources: tuple[str, ...] | None,
+    resolved: tuple[object, str],
 ) -> None:
-    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", '{"threads": 1}')
+    if global_config is not None:
+        monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", global_config)
 
-    result = sync(crm, DuckDBDestination(workdir), SyncOptions(resources=("contacts",)))
+    result = sync(crm, DuckDBDestination(workdir), SyncOptions(resources=resources))
 
-    assert duckdb_global_config(result) == ('{"threads": 1}', "Environment Variables")
+    assert duckdb_global_config(result) == resolved
+    assert DuckDBDestination(workdir).ids("contacts") == sorted(crm.store.ids("contacts"))
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["in-list-fields", "undeclared"])

@@ -11,15 +11,13 @@ from crmsync.demo_server import DemoServer
 from crmsync.loading.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.loading.sync import DEFAULT_DATASET
 from crmsync.reading.source import SyncOptions
-from tests.conftest import profile_with, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import profile_with, sync
 
 STAGING_DATASET = f"{DEFAULT_DATASET}_staging"
 
 
-@pytest.fixture
-def destination(workdir: Path) -> DuckDBDestination:
-    return DuckDBDestination(workdir)
+pytestmark = pytest.mark.destinations("duckdb")
 
 
 def staged_tables(destination: DuckDBDestination) -> set[str]:

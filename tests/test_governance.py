@@ -16,9 +16,9 @@ from crmsync.failures import EXIT_CONFIG, EXIT_OK, EXIT_SOURCE, describe
 from crmsync.loading.sync import SyncFailed
 from crmsync.profiles.profile import Profile
 from crmsync.reading.source import SyncOptions
-from tests.conftest import profile_with, sync
+from tests.support.cli import crm_env, run_crmsync
 from tests.support.destinations import Destination, DuckDBDestination, PostgresDestination
-from tests.test_cli import crm_env, run_crmsync
+from tests.support.syncs import profile_with, sync
 
 HASH_KEY = "pepper-for-tests"
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,8 +12,8 @@ from crmsync.failures import EXIT_SOURCE, causes, describe
 from crmsync.ledger import IncompleteReadError
 from crmsync.loading.sync import SyncFailed
 from crmsync.reading.source import SyncOptions
-from tests.conftest import RESOURCES, fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import RESOURCES, fast_policy, profile_with, sync
 
 MUTABLE = ("accounts", "contacts", "products", "pipelines")
 
@@ -99,20 +97,23 @@ def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
 
     The cursor then holds 1400's newer timestamp; the next run must still ask from before 1's.
     """
-    server: DemoServer = start_crm({"contacts": 1500}, latency_ms=1500)  # type: ignore[operator]
+    server: DemoServer = start_crm({"contacts": 1500})  # type: ignore[operator]
     options = SyncOptions(resources=("contacts",), lookback_seconds=1)
+    changed: list[int] = []
 
-    def change_while_reading() -> None:
-        while len([r for r in server.requests_for("contacts") if r.status == 200]) < 1:
-            time.sleep(0.01)
-        server.store.update("contacts", [1], {"title": "changed behind the reader"})
-        time.sleep(2.1)
-        server.store.update("contacts", [1400], {"title": "changed ahead of the reader"})
+    def change_while_reading(resource: str, page: int, params: dict[str, str]) -> None:
+        """Once page 1 (1..500) is read, before the next page is served: 1 changes, and 1400
+        (page 3) three seconds later on the CRM's clock, more than the lookback."""
+        if page >= 2 and not changed:
+            changed.append(page)
+            server.store.set_clock(datetime.now(UTC).replace(microsecond=0))
+            server.store.update("contacts", [1], {"title": "changed behind the reader"})
+            server.store.advance_clock(3)
+            server.store.update("contacts", [1400], {"title": "changed ahead of the reader"})
 
-    changer = threading.Thread(target=change_while_reading)
-    changer.start()
+    server.before_page = change_while_reading
     sync(server, destination, options, policy=fast_policy(max_in_flight=1))
-    changer.join()
+    server.before_page = None
     first = dict(
         destination.query(
             "select id, title from {contacts} where id in (1, 1400) order by _dlt_load_id"
@@ -120,7 +121,6 @@ def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
     )
     assert first[1400] == "changed ahead of the reader"
     assert first[1] != "changed behind the reader"
-    server.latency_ms = 0
 
     sync(server, destination, options)
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from crmsync.ledger import IncompleteReadError, ResourceObserver, RunLedger
+from crmsync.ledger import (
+    RUNS_COLUMNS,
+    IncompleteReadError,
+    QuotaCutReplaceError,
+    ResourceObserver,
+    RunLedger,
+)
 
 
 def observer(replaces: bool = False, strict: bool = False) -> tuple[ResourceObserver, list[str]]:
@@ -65,3 +71,90 @@ def test_a_page_fetched_again_marks_the_list_as_moved() -> None:
     (row,) = watcher.ledger.rows()
     assert (row["refetched"], row["list_moved"], row["complete"]) == (1, True, True)
     assert "total_grew" not in row
+
+
+def test_attempts_and_retries_count_under_the_named_resource_else_its_path() -> None:
+    ledger = RunLedger()
+    ledger.track("contacts", "/contacts")
+    ledger.attempt("contacts", "/contacts")
+    ledger.retry("contacts", "/contacts", 1.5, throttled=True)
+    ledger.attempt(None, "/contacts")  # a request no paginator named: its path's resource
+    ledger.retry(None, "/contacts", 0.5, throttled=False)
+    ledger.attempt(None, "/health")  # a path no resource reads: a tally of its own
+
+    contacts, health = ledger.tallies["contacts"], ledger.tallies["/health"]
+    assert (contacts.requests, contacts.retries, contacts.throttled) == (2, 2, 1)
+    assert contacts.wait_seconds == 2.0
+    assert (health.resource, health.requests) == ("/health", 1)
+
+
+def test_a_request_finds_its_read_by_name_or_by_the_longest_path_it_ends_with() -> None:
+    ledger = RunLedger()
+    contacts = ledger.observer("contacts", "/contacts")
+    archived = ledger.observer("contacts__deleted", "/archived/contacts")
+
+    assert ledger.observer_of("contacts__deleted", "/anything") is archived
+    assert ledger.observer_of(None, "/api/v1/contacts") is contacts
+    assert ledger.observer_of(None, "/api/v1/archived/contacts") is archived
+    assert ledger.observer_of(None, "/api/v1/accounts") is None
+
+
+def test_finishing_settles_every_outcome_and_the_quota_cut_reads_are_left_for_the_next_run() -> (
+    None
+):
+    ledger = RunLedger()
+    done, failed, cut = (ledger.observer(n, f"/{n}") for n in ("products", "contacts", "events"))
+    ledger.track("accounts", "/accounts")  # started, never finished
+    done.page_read(3, 3)
+    done.read_finished()
+    cut.quota_reached(10)
+
+    ledger.finish(failed_resources={"contacts"})
+
+    outcomes = {name: tally.outcome for name, tally in ledger.tallies.items()}
+    assert outcomes == {
+        "products": "ok",
+        "contacts": "failed",
+        "events": "quota reached",
+        "accounts": "not finished",
+    }
+    assert ledger.unfinished == ["events"]
+    assert failed.tally.outcome == "failed"
+
+
+def test_a_quota_cut_full_refresh_fails_instead_of_holding_its_cursor() -> None:
+    ledger = RunLedger(full_refresh=True)
+    watcher = ledger.observer("contacts", "/contacts")
+    held: list[str] = []
+    watcher.hold_cursor = lambda: held.append("held")
+
+    with pytest.raises(QuotaCutReplaceError, match="contacts: the run's quota of 10 requests"):
+        watcher.quota_reached(10)
+    watcher.page_read(0, None)  # the empty page that ends the read counts nothing
+
+    assert (watcher.tally.pages, held) == (0, [])
+
+
+def test_each_resource_is_one_row_of_the_runs_table_with_its_derived_figures() -> None:
+    ledger = RunLedger(learnt_rate=4.25, paced_seconds=1.23456)
+    contacts = ledger.observer("contacts", "/contacts")
+    events = ledger.observer("events", "/events")
+    for _ in range(3):
+        ledger.attempt("contacts", "/contacts")
+    contacts.page_read(500, 700)
+    contacts.page_read(200, 710)
+    contacts.read_finished()
+    ledger.attempt("events", "/events")
+    events.page_read(90, None)
+    events.read_finished()
+
+    rows = {row["resource"]: row for row in ledger.rows()}
+
+    assert set(rows) == {"contacts", "events"}
+    assert set(rows["contacts"]) == set(RUNS_COLUMNS)
+    assert {row["run_id"] for row in rows.values()} == {ledger.run_id}
+    contacts_row, events_row = rows["contacts"], rows["events"]
+    assert (contacts_row["requests"], contacts_row["pages"], contacts_row["wasted"]) == (3, 2, 1)
+    assert (contacts_row["reported_total"], contacts_row["list_moved"]) == (700, True)
+    assert (contacts_row["complete"], events_row["complete"]) == (True, None)
+    assert (events_row["learnt_rate"], events_row["paced_seconds"]) == (4.25, 1.235)

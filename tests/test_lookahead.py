@@ -28,11 +28,13 @@ def page(rows: int, total: int | None) -> Response:
 
 class FakeSession:
     """Answers each page from `answers` (page number → response); `fetched` lists the pages
-    the look-ahead prepared to send, in order (it prepares a request as it submits it)."""
+    the look-ahead prepared to send, in order (it prepares a request as it submits it), `sent`
+    those it sent."""
 
     def __init__(self, answers: dict[int, Response]) -> None:
         self.answers = answers
         self.fetched: list[int] = []
+        self.sent: list[int] = []
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         self.fetched.append(int((request.params or {})["page"]))
@@ -40,6 +42,7 @@ class FakeSession:
 
     def fetch(self, request: PreparedRequest, **kwargs: Any) -> Response:
         number = int(str(request.url).rsplit("=", 1)[-1])
+        self.sent.append(number)
         return self.answers[number]
 
 
@@ -204,3 +207,75 @@ def test_requests_are_scarce_under_a_quota_a_ceiling_or_a_learnt_rate() -> None:
     limited.release(limited.acquire(), throttled)
 
     assert [b.scarce() for b in (plain, quota, ceiling, limited)] == [False, True, True, True]
+
+
+def expected_read(session: FakeSession, lookahead: PageLookahead) -> Request:
+    request = Request("GET", URL, params={"page": 1})
+    lookahead.expect(request, "page", [2, 3])
+    return request
+
+
+def url_of(number: int) -> str:
+    return next_url(Request("GET", URL, params={"page": number}))
+
+
+def test_the_look_ahead_fetches_each_page_of_a_read_once_however_often_it_is_named() -> None:
+    session = FakeSession({n: page(10, None) for n in range(1, 6)})
+    lookahead = PageLookahead(session, max_pages=4)
+    request = expected_read(session, lookahead)
+
+    lookahead.expect(request, "page", [2, 3, 4])
+    lookahead.expect(Request("GET", URL, params={"page": 1}), "page", [3])  # another read
+    pages = [lookahead.take(url_of(n)) for n in (2, 3, 4)]
+    lookahead.close()
+
+    assert None not in pages
+    assert sorted(session.sent) == [2, 3, 4]
+
+
+def test_a_page_is_handed_over_once_and_only_for_the_url_it_was_fetched_for() -> None:
+    session = FakeSession({2: page(10, None), 3: page(5, None)})
+    lookahead = PageLookahead(session, max_pages=4)
+    expected_read(session, lookahead)
+
+    first, again, never = (
+        lookahead.take(url_of(2)),
+        lookahead.take(url_of(2)),
+        lookahead.take(url_of(9)),
+    )
+    lookahead.close()
+
+    assert first is session.answers[2]
+    assert (again, never) == (None, None)
+
+
+def test_a_page_its_check_refuses_is_not_handed_over() -> None:
+    session = FakeSession({2: page(10, 35)})
+    lookahead = PageLookahead(session, max_pages=4)
+    seen: list[Response] = []
+
+    def refuse(response: Response, requested_at: float) -> bool:
+        seen.append(response)
+        return False
+
+    lookahead.expect(Request("GET", URL, params={"page": 1}), "page", [2], refuse)
+
+    assert lookahead.take(url_of(2)) is None
+    assert seen == [session.answers[2]]
+    lookahead.close()
+
+
+def test_pages_of_a_read_that_ended_are_dropped_and_another_read_keeps_its_own() -> None:
+    session = FakeSession({n: page(10, None) for n in range(1, 6)})
+    lookahead = PageLookahead(session, max_pages=4)
+    ended = expected_read(session, lookahead)
+    other = Request("GET", URL + "?kind=b", params={"page": 1})
+    lookahead.expect(other, "page", [2])
+
+    lookahead.discard(ended)
+
+    assert lookahead.take(url_of(2)) is None
+    assert lookahead.take(next_url(Request("GET", URL + "?kind=b", params={"page": 2})))
+    lookahead.expect(ended, "page", [2])  # the same request read again starts afresh
+    assert lookahead.take(url_of(2)) is not None
+    lookahead.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,8 +17,8 @@ import pytest
 from crmsync.demo_server import DemoServer, Fault
 from crmsync.demo_server.app import RequestRecord
 from crmsync.reading.source import SyncOptions
-from tests.conftest import fast_policy, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import fast_policy, sync
 
 CONTACTS = 3000
 CHANGED_BEFORE = list(range(1, 2400, 2))
@@ -29,10 +28,8 @@ ENTER_AHEAD = list(range(2, 54, 2))
 ENTER_AT_END = list(range(2402, 2470, 2))
 
 
-@pytest.fixture
-def destination(workdir: Path) -> DuckDBDestination:
-    """These tests are about what is read; DuckDB alone shows what landed."""
-    return DuckDBDestination(workdir)
+# These tests are about what is read; DuckDB alone shows what landed.
+pytestmark = pytest.mark.destinations("duckdb")
 
 
 def titles(destination: DuckDBDestination) -> dict[int, str]:

@@ -19,8 +19,8 @@ from crmsync import rest_api_source
 from crmsync.reading.offset_pagination import OffsetPaginator
 from crmsync.reading.pagination import PageLookahead, paginator_from_config
 from crmsync.transport.http_policy import CrmSession
-from tests.conftest import fast_policy
 from tests.support.pipedrive_like import TOKEN, PipedriveLike
+from tests.support.syncs import fast_policy
 
 URL = "http://crm.test/v1/deals"
 HAS_MORE = "additional_data.pagination.more_items_in_collection"

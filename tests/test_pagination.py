@@ -4,8 +4,6 @@ list shifts under the reader."""
 from __future__ import annotations
 
 import re
-import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,33 +11,22 @@ from typing import Any
 import pytest
 
 from crmsync.demo_server import DemoServer, Fault
-from crmsync.demo_server.app import RequestRecord
 from crmsync.failures import EXIT_SOURCE, describe
 from crmsync.loading.sync import SyncFailed
 from crmsync.reading.source import SyncOptions
-from tests.conftest import fast_policy, profile_with, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.rendezvous import Rendezvous
+from tests.support.syncs import fast_policy, profile_with, sync
 
-
-@pytest.fixture
-def destination(workdir: Path) -> DuckDBDestination:
-    """These tests are about the HTTP side; DuckDB alone shows what landed."""
-    return DuckDBDestination(workdir)
-
-
-def most_at_once(requests: list[RequestRecord]) -> int:
-    edges = sorted([(r.at, 1) for r in requests] + [(r.finished_at, -1) for r in requests])
-    open_now = peak = 0
-    for _, step in edges:
-        open_now += step
-        peak = max(peak, open_now)
-    return peak
+# These tests are about the HTTP side; DuckDB alone shows what landed.
+pytestmark = pytest.mark.destinations("duckdb")
 
 
 def test_pages_of_a_resource_are_fetched_concurrently_within_the_budget(
     start_crm: Any, destination: DuckDBDestination
 ) -> None:
-    server: DemoServer = start_crm({"contacts": 3000}, latency_ms=100)
+    server: DemoServer = start_crm({"contacts": 3000})
+    held = server.before_page = Rendezvous(size=4)
 
     sync(
         server,
@@ -52,7 +39,7 @@ def test_pages_of_a_resource_are_fetched_concurrently_within_the_budget(
     # pages 2 to 6 are read ahead once page 1 gives the total; full page 6 still asks for 7
     assert sorted(int(r.params["page[page]"]) for r in seen) == [1, 2, 3, 4, 5, 6, 7]
     assert [r.rows for r in seen if r.params["page[page]"] == "7"] == [0]
-    assert 2 <= most_at_once(seen) <= 4
+    assert (held.stalled, held.peak) == (False, 4)  # 4 pages at once, never a 5th
     assert destination.ids("contacts") == sorted(server.store.ids("contacts"))
 
 
@@ -74,13 +61,12 @@ def test_without_a_total_the_look_ahead_stops_at_the_first_short_page(
 def test_the_budget_caps_requests_in_flight_across_resources(
     start_crm: Any, destination: DuckDBDestination
 ) -> None:
-    server: DemoServer = start_crm(
-        {"accounts": 2000, "contacts": 2000, "events": 2000}, latency_ms=60
-    )
+    server: DemoServer = start_crm({"accounts": 2000, "contacts": 2000, "events": 2000})
+    held = server.before_page = Rendezvous(size=3)
 
     sync(server, destination, policy=fast_policy(max_in_flight=3))
 
-    assert most_at_once(server.requests) <= 3
+    assert (held.stalled, held.peak) == (False, 3)  # 3 pages at once, never a 4th
     for resource in ("accounts", "contacts", "events"):
         assert destination.ids(resource) == sorted(server.store.ids(resource))
 
@@ -91,17 +77,18 @@ def test_a_record_served_again_after_a_page_shift_is_loaded_once(
 ) -> None:
     """Ids 100..1099 changed since T; once page 1 (100..599) is read, ids 1..10 change too and
     enter the list ahead of it, so page 2 starts at 590: 590..599 come twice."""
-    server: DemoServer = start_crm({"contacts": 1500}, latency_ms=1000)
+    server: DemoServer = start_crm({"contacts": 1500})
     server.store.set_clock(datetime(2030, 1, 1, tzinfo=UTC))
     server.store.update("contacts", range(100, 1100), {"title": "changed"})
 
-    def change_behind_the_reader() -> None:
-        while not [r for r in server.requests_for("contacts") if r.status == 200]:
-            time.sleep(0.01)
-        server.store.update("contacts", range(1, 11), {"title": "changed behind"})
+    changed: list[int] = []
 
-    changer = threading.Thread(target=change_behind_the_reader)
-    changer.start()
+    def change_behind_the_reader(resource: str, page: int, params: dict[str, str]) -> None:
+        if page >= 2 and not changed:  # page 1 is read; the next is served after the change
+            changed.append(page)
+            server.store.update("contacts", range(1, 11), {"title": "changed behind"})
+
+    server.before_page = change_behind_the_reader
     result = sync(
         server,
         destination,
@@ -110,9 +97,9 @@ def test_a_record_served_again_after_a_page_shift_is_loaded_once(
         ),
         policy=fast_policy(max_in_flight=1),
     )
-    changer.join()
 
-    assert [r.rows for r in server.requests_for("contacts")] == [500, 500, 10]
+    served = sorted((int(r.params["page[page]"]), r.rows) for r in server.requests_for("contacts"))
+    assert served == [(1, 500), (2, 500), (3, 10)]
     live = server.store.ids("contacts")
     assert destination.ids("contacts") == sorted(i for i in live if 100 <= i < 1100)
     (tally,) = result.ledger.tallies.values()

@@ -18,7 +18,7 @@ from crmsync.profiles.cursor_format import cursor_format
 from crmsync.profiles.profile import load_profile
 from crmsync.profiles.profile_check import ProfileError
 from crmsync.reading.source import SyncOptions
-from tests.conftest import fast_policy
+from tests.support.cli import run_crmsync
 from tests.support.destinations import DuckDBDestination
 from tests.support.shaped_crm import (
     CLIENT_ID,
@@ -28,7 +28,7 @@ from tests.support.shaped_crm import (
     USERNAME,
     ShapedCrm,
 )
-from tests.test_cli import run_crmsync
+from tests.support.syncs import fast_policy
 
 AUTHS = {
     "basic": ('{ type = "basic" }', {"USERNAME": USERNAME, "PASSWORD": PASSWORD}),

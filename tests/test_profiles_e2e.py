@@ -14,12 +14,12 @@ import pytest
 
 from crmsync.failures import EXIT_OK
 from tests.support.api_shapes import SeenRequest, ShapeServer
+from tests.support.cli import run_crmsync
 from tests.support.destinations import DuckDBDestination
 from tests.support.hubspot_like import TOKEN as HUBSPOT_TOKEN
 from tests.support.hubspot_like import HubSpotLike, epoch_ms
 from tests.support.pipedrive_like import TIME_FORMAT, PipedriveLike
 from tests.support.pipedrive_like import TOKEN as PIPEDRIVE_TOKEN
-from tests.test_cli import run_crmsync
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "profiles" / "examples"
 LOOKBACK = 60

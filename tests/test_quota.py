@@ -22,9 +22,9 @@ from crmsync.ledger import QUOTA_REACHED, QuotaCutReplaceError, RunLedger
 from crmsync.loading.sync import SyncFailed
 from crmsync.reading.source import SyncOptions
 from crmsync.transport.http_policy import CrmSession, QuotaReached, RequestBudget
-from tests.conftest import fast_policy, sync
+from tests.support.cli import crm_env, run_crmsync
 from tests.support.destinations import DuckDBDestination
-from tests.test_cli import crm_env, run_crmsync
+from tests.support.syncs import fast_policy, sync
 
 
 class CountingAdapter(BaseAdapter):

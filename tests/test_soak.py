@@ -27,9 +27,9 @@ from crmsync.demo_server import DemoServer, Fault
 from crmsync.loading.sync import RunSettings, SyncFailed, run_sync
 from crmsync.profiles.profile import Profile, load_profile
 from crmsync.reading.source import SyncOptions
-from tests.conftest import RESOURCES, connection_to, fast_policy
+from tests.support.cli import crm_env, start_crmsync
 from tests.support.destinations import DuckDBDestination
-from tests.test_cli import CRMSYNC, crm_env
+from tests.support.syncs import RESOURCES, connection_to, fast_policy
 
 SYNCS = int(os.environ.get("CRMSYNC_SOAK_SYNCS", "6"))
 LOOKBACK = 1.0
@@ -104,14 +104,8 @@ def destination_values(destination: DuckDBDestination, resource: str) -> dict[in
 
 def killed_run(server: DemoServer, workdir: Path, config: Path, after: float) -> None:
     """A `crmsync run` in its own process, killed with SIGKILL `after` seconds in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(crm_env(server), DLT_DATA_DIR=str(workdir / "dlt-data"))
-    victim = subprocess.Popen(
-        [CRMSYNC, "run", "--config", str(config), "--lookback", str(LOOKBACK)],
-        cwd=workdir,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    victim = start_crmsync(
+        workdir, "run", "--config", str(config), "--lookback", str(LOOKBACK), env=crm_env(server)
     )
     try:
         victim.wait(timeout=after)

@@ -13,8 +13,8 @@ from dlt.common.exceptions import DictValidationException
 
 from crmsync.demo_server import DemoServer
 from crmsync.reading.source import SyncOptions
-from tests.conftest import RESOURCES, SMALL_SIZES, fast_policy, sync
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import RESOURCES, SMALL_SIZES, fast_policy, sync
 
 PAGE_SIZE = 500
 SEED_FILE = Path(__file__).parent / "fixtures" / "seed_config.md"

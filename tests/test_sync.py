@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,9 +13,9 @@ from crmsync.demo_server import DEFAULT_USERNAME, DemoServer, Fault
 from crmsync.failures import EXIT_OK, EXIT_SOURCE
 from crmsync.loading.sync import SyncFailed
 from crmsync.reading.source import SyncOptions
-from tests.conftest import RESOURCES, sync
+from tests.support.cli import crm_env, run_crmsync, start_crmsync
 from tests.support.destinations import DuckDBDestination
-from tests.test_cli import CRMSYNC, crm_env, run_crmsync
+from tests.support.syncs import RESOURCES, sync
 
 SECRET = "Leak-Canary-7f3a9c2e"
 
@@ -84,14 +82,9 @@ def test_a_rerun_after_kill_9_completes_with_exact_counts(
     sizes = {"accounts": 1500, "contacts": 3000, "events": 3000, "products": 40, "pipelines": 3}
     # 3 + 6 + 7 + 1 + 1 = 18 requests in all: events end on an empty page, the others on meta
     server: DemoServer = start_crm(sizes, latency_ms=40)  # type: ignore[operator]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env.update(crm_env(server), DLT_DATA_DIR=str(workdir / "dlt-data"))
-    victim = subprocess.Popen(
-        [CRMSYNC, "run"], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 60
+    victim = start_crmsync(workdir, "run", env=crm_env(server))
+    # no deadline: the run ends by itself, and then was not killed mid-run, which fails below
     while len(server.requests) < after_requests and victim.poll() is None:
-        assert time.monotonic() < deadline
         time.sleep(0.005)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL

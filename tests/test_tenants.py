@@ -16,7 +16,7 @@ import pytest
 from crmsync.demo_server import DemoServer
 from crmsync.failures import EXIT_CONFIG, EXIT_OK
 from crmsync.scheduling.tenants import TenantsFileError, load_tenants
-from tests.test_cli import SECRET, run_crmsync
+from tests.support.cli import SECRET, run_crmsync
 
 ACME = {"accounts": 20, "contacts": 45, "events": 70, "products": 9, "pipelines": 3}
 GLOBEX = {"accounts": 33, "contacts": 81, "events": 120, "products": 14, "pipelines": 6}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,12 +117,10 @@ def test_a_hang_fault_outlasts_a_shorter_client_timeout_and_is_logged_when_it_gi
 ) -> None:
     server.faults.add(Fault("/contacts", "hang", seconds=0.5))
 
-    started = time.monotonic()
     with pytest.raises(requests.ReadTimeout):
         get(server, timeout=0.2)
     retry = get(server)
 
-    assert time.monotonic() - started < 0.5
     assert retry.status_code == 200
     assert log(server) == [
         ("/contacts", 0, "hang", 0),
@@ -137,7 +134,6 @@ def test_a_hang_fault_answers_normally_to_a_patient_client(server: DemoServer) -
     response = get(server, timeout=5)
 
     assert response.status_code == 200
-    assert response.elapsed.total_seconds() >= 0.5
     assert len(response.json()["contacts"]) == live_contacts(server)
     assert log(server) == [("/contacts", 200, "hang", live_contacts(server))]
 

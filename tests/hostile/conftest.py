@@ -1,23 +1,14 @@
-"""Helpers of the hostile-CRM tests: start a one-behaviour server, run `crmsync run` against it
-as a user would (a separate process), read what the destination holds."""
+"""The hostile-CRM tests' fixture: a one-behaviour server, stopped after the test (their helpers
+are in `tests.support.hostile_runs`)."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
-import duckdb
 import pytest
 
 from tests.support.hostile import Answer, HostileServer
-from tests.test_cli import run_crmsync
-
-USERNAME = "api-user"
-PASSWORD = "env-Pa55word-never-printed"
-SAFETY_TIMEOUT = 120.0
-"""Generous: a run that has not ended by then hangs. Never a figure the tests assert."""
 
 
 @pytest.fixture
@@ -25,43 +16,3 @@ def hostile() -> Iterator[Callable[[Answer], HostileServer]]:
     """Starts a `HostileServer` answering with the given function; stops it after the test."""
     with ExitStack() as servers:
         yield lambda answer: servers.enter_context(HostileServer(answer))
-
-
-def run_contacts(
-    workdir: Path, base_url: str, *options: str, **http: str
-) -> subprocess.CompletedProcess[str]:
-    """`crmsync run --base-url base_url --resources contacts`, `http` as
-    `[sources.crm.http]` settings (`request_deadline="1"`)."""
-    env = {"SOURCES__CRM__USERNAME": USERNAME, "SOURCES__CRM__PASSWORD": PASSWORD}
-    env.update({f"SOURCES__CRM__HTTP__{key.upper()}": value for key, value in http.items()})
-    return run_crmsync(
-        workdir,
-        "run",
-        "--base-url",
-        base_url,
-        "--resources",
-        "contacts",
-        *options,
-        env=env,
-        timeout=SAFETY_TIMEOUT,
-    )
-
-
-def last_line(done: subprocess.CompletedProcess[str]) -> str:
-    lines = done.stderr.strip().splitlines()
-    return lines[-1] if lines else ""
-
-
-def loaded_ids(workdir: Path) -> list[int]:
-    """The ids in the `contacts` table; none when the run created no table (or no file)."""
-    path = workdir / "crmsync.duckdb"
-    if not path.exists():
-        return []
-    with duckdb.connect(str(path), read_only=True) as db:
-        found = db.execute(
-            "select count(*) from information_schema.tables"
-            " where table_schema = 'crm' and table_name = 'contacts'"
-        ).fetchone()
-        if not found or not found[0]:
-            return []
-        return [row[0] for row in db.execute("select id from crm.contacts order by id").fetchall()]

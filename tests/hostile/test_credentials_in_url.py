@@ -12,9 +12,9 @@ import pytest
 
 from crmsync.failures import EXIT_OK, EXIT_SOURCE
 from crmsync.redaction import redact_url, redact_urls_in
-from tests.hostile.conftest import PASSWORD, SAFETY_TIMEOUT, USERNAME, last_line
+from tests.support.cli import run_crmsync
 from tests.support.hostile import Answer, Exchange, HostileServer, contacts_page
-from tests.test_cli import run_crmsync
+from tests.support.hostile_runs import PASSWORD, SAFETY_TIMEOUT, USERNAME, last_line
 
 URL_PASSWORD = "url-Pa55word-never-printed"
 

@@ -12,8 +12,8 @@ from urllib.parse import unquote
 import pytest
 
 from crmsync.failures import EXIT_SOURCE
-from tests.hostile.conftest import last_line, loaded_ids, run_contacts
 from tests.support.hostile import Answer, Exchange, HostileServer
+from tests.support.hostile_runs import last_line, loaded_ids, run_contacts
 
 NOT_PAGES = {
     "null": (b"null", "null, not an object"),

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from crmsync.failures import EXIT_OK, EXIT_SOURCE
-from tests.hostile.conftest import last_line, loaded_ids, run_contacts
 from tests.support.hostile import Answer, Exchange, HostileServer, serve_contacts
+from tests.support.hostile_runs import last_line, loaded_ids, run_contacts
 
 
 def redirect_to(target: Callable[[], str]) -> Answer:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from crmsync.failures import EXIT_SOURCE
-from tests.hostile.conftest import last_line, loaded_ids, run_contacts
 from tests.support.hostile import Answer, Exchange, HostileServer
+from tests.support.hostile_runs import last_line, loaded_ids, run_contacts
 
 BYTE_EVERY = 0.05
 """Seconds between two bytes: far below any read timeout."""

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from crmsync.reading.source import SyncOptions
-from tests.conftest import fast_policy, sync
 from tests.hostile_values import RecordServer, record
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import fast_policy, sync
 
 
 def text(size: int, seed: int) -> str:

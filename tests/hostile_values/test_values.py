@@ -18,9 +18,9 @@ import pytest
 from crmsync.failures import EXIT_SOURCE, describe
 from crmsync.loading.sync import SyncFailed, SyncResult
 from crmsync.reading.source import SyncOptions
-from tests.conftest import profile_with, sync
 from tests.hostile_values import RecordServer, record
 from tests.support.destinations import DuckDBDestination
+from tests.support.syncs import profile_with, sync
 
 PAGES_OF_TWO = """
 [[resources]]
