@@ -170,6 +170,8 @@ class PositionalPaginator(BasePaginator):
         view_filters: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+            raise ValueError(f"page size `limit` must be an integer, got {limit!r}")
         if limit is not None and limit < 1:
             raise ValueError(f"page size `limit` must be at least 1, got {limit}")
         self.param = param

@@ -55,8 +55,6 @@ class OffsetPaginator(PositionalPaginator):
         lookahead: PageLookahead | None = None,
         view_filters: Sequence[str] | None = None,
     ) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int):
-            raise ValueError(f"page size `limit` must be an integer, got {limit!r}")
         super().__init__(
             offset_param, limit_param, limit, total_path, observer, lookahead, view_filters
         )
