@@ -16,7 +16,7 @@ from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.loading.sync import SyncResult, run_sync
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, load_profile
-from crmsync.reading.arrow_pages import DecodedPage
+from crmsync.reading.page import Page
 from crmsync.reading.page_decoding import ProcessDecoder
 from crmsync.reading.source import SyncOptions
 from crmsync.transport.http_policy import HttpPolicy
@@ -122,7 +122,7 @@ def pages_as_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting(self: ProcessDecoder, path: str, body: bytes) -> Any:
         decoded = decode(self, path, body)
-        if any(isinstance(value, DecodedPage) for value in decoded.values()):
+        if any(isinstance(value, Page) for value in decoded.values()):
             paths.append(path)
         return decoded
 

@@ -38,9 +38,9 @@ class Page:
 
     @classmethod
     def of(cls, data: list[Any] | None, meta: Any = None) -> Page:
-        """rest_api's page: the records its data selector found (what a paginator is given), or
-        those with their response and paginator (what the resource step this is is given;
-        `meta` is dlt's, unused)."""
+        """rest_api's page: the records its data selector found, as a paginator is given them,
+        or with their response and paginator, as a resource step is (which this is too; `meta`
+        is dlt's, unused)."""
         response = getattr(data, "response", None)
         paginator = getattr(data, "paginator", None)
         if data is not None and len(data) == 1 and isinstance(data[0], Page):
