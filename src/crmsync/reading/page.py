@@ -58,7 +58,10 @@ class Page:
         return len(self.records)
 
     def ids(self, key: str) -> list[Any]:
-        """Each record's `key` value as Python, None where it has none."""
+        """Each record's `key` value as Python, None where it has none. A table's column goes
+        to Python rather than through `pyarrow.compute`: each compute call gives up the
+        interpreter lock, and taking it back from the look-ahead threads costs more than a
+        page's keys."""
         if isinstance(self.records, pa.Table):
             if key not in self.records.column_names:
                 return [None] * len(self.records)

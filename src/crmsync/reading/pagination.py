@@ -191,9 +191,6 @@ class RepeatedRecordFilter:
     def __call__(self, page: Page, meta: Any = None) -> Page:
         if not page:
             return page
-        # a table's keys to Python, not pyarrow.compute: each compute call gives up the
-        # interpreter lock, and getting it back from the look-ahead threads costs more than
-        # these 500 keys
         values = page.ids(self.key)
         if None in values:
             return page  # a record without its key fails the load on its own
