@@ -35,7 +35,8 @@ import dlt
 
 from crmsync import rest_api_source
 from crmsync.reading.offset_pagination import OffsetPaginator
-from crmsync.transport.http_policy import CrmSession, load_policy
+from crmsync.reading.page_reader import PageReader
+from crmsync.transport.http_policy import load_policy
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -65,12 +66,13 @@ def pipedrive_server(records: int, latency_ms: float) -> Iterator[str]:
 
 def run_once(base_url: str, page_size: int, ahead: bool, folder: Path) -> tuple[int, float]:
     """(rows loaded, seconds) of one load of all persons."""
-    session = CrmSession(load_policy())
+    reader = PageReader(load_policy())
+    session = reader.session
     paginator = OffsetPaginator(
         limit=page_size,
         offset_param="start",
         has_more_path=HAS_MORE,
-        lookahead=session.lookahead if ahead else None,
+        lookahead=reader.lookahead if ahead else None,
         view_filters=[],  # a first read of a list in id order keeps its positions
     )
     config: Any = {
@@ -101,7 +103,7 @@ def run_once(base_url: str, page_size: int, ahead: bool, folder: Path) -> tuple[
     began = time.perf_counter()
     pipeline.run(rest_api_source(config))
     seconds = time.perf_counter() - began
-    session.close()
+    reader.close()
     with pipeline.sql_client() as client:
         rows = int(client.execute_sql("select count(*) from persons")[0][0])
     return rows, seconds

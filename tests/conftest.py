@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from crmsync.demo_server import DemoServer
-from crmsync.reading.arrow_pages import DecodedPage
+from crmsync.reading.page import Page
 from crmsync.reading.page_decoding import ProcessDecoder
 from tests.support.destinations import (
     DeltaDestination,
@@ -106,7 +106,7 @@ def pages_as_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def counting(self: ProcessDecoder, path: str, body: bytes) -> Any:
         decoded = decode(self, path, body)
-        if any(isinstance(value, DecodedPage) for value in decoded.values()):
+        if any(isinstance(value, Page) for value in decoded.values()):
             paths.append(path)
         return decoded
 

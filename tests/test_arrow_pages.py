@@ -12,6 +12,7 @@ import pytest
 from crmsync.demo_server import DemoServer
 from crmsync.profiles.profile import built_in_profile
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages
+from crmsync.reading.page import Page
 from crmsync.reading.source import SyncOptions
 from tests.support.destinations import DuckDBDestination
 from tests.support.syncs import sync
@@ -69,14 +70,14 @@ HINTS = built_in_profile()["resources"][1]["columns"] | {"updated_at": {"data_ty
     ids=["non-empty-list", "mixed-types", "unparsable-hinted-value"],
 )
 def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any]) -> None:
-    assert TypedPages(HINTS)(page) is page
+    assert TypedPages(HINTS)(Page.of(page)) is page
 
 
 @pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "dicts"])
 def test_every_row_gets_its_own_row_key_in_either_form(arrow: bool) -> None:
     page = [{"id": i, "tags": ["a"] if i == 0 and not arrow else []} for i in range(1000)]
 
-    typed = TypedPages(HINTS)(page)
+    typed = TypedPages(HINTS)(Page.of(page))
 
     keys = typed.column("_dlt_id").to_pylist() if arrow else [r["_dlt_id"] for r in typed]
     assert isinstance(typed, pa.Table) is arrow
@@ -88,9 +89,9 @@ def test_after_a_page_with_lists_the_resource_goes_as_dicts_without_another_arro
     typed = TypedPages(HINTS)
     with_lists, without_lists = [{"id": 1, "tags": ["a"]}], [{"id": 2, "tags": []}]
 
-    assert isinstance(TypedPages(HINTS)(without_lists), pa.Table)
-    assert typed(with_lists) is with_lists
-    assert typed(without_lists) is without_lists
+    assert isinstance(TypedPages(HINTS)(Page.of(without_lists)), pa.Table)
+    assert typed(Page.of(with_lists)) is with_lists
+    assert typed(Page.of(without_lists)) is without_lists
 
 
 def test_nested_objects_become_double_underscore_columns_in_hinted_types() -> None:
@@ -99,7 +100,7 @@ def test_nested_objects_become_double_underscore_columns_in_hinted_types() -> No
         {"id": 2, "account_id": 5, "custom_fields": {}, "tags": []},
     ]
 
-    table = TypedPages(HINTS)(page)
+    table = TypedPages(HINTS)(Page.of(page))
 
     assert isinstance(table, pa.Table)
     assert table.schema.names == [
@@ -129,7 +130,7 @@ def test_pages_are_joined_until_the_batch_is_full_or_the_read_ends() -> None:
     batcher = PageBatcher(TypedPages(HINTS), max_rows=4)
     pages = [([1, 2], True), ([3, 4], True), ([5], True), ([6], False)]
 
-    results = [list(batcher(_Page([{"id": i} for i in ids], more))) for ids, more in pages]
+    results = [list(batcher(Page.of(_Page([{"id": i} for i in ids], more)))) for ids, more in pages]
 
     assert [ids_of(r) for r in results] == [[], [[1, 2, 3, 4]], [], [[5, 6]]]
     assert all(isinstance(batch, pa.Table) for r in results for batch in r)
@@ -145,7 +146,8 @@ def test_a_column_that_changes_type_sends_the_read_on_as_dicts_after_the_batch_s
     ]
 
     results = [
-        list(batcher(_Page(page, more))) for page, more in zip(pages, [1, 1, 1, 0], strict=True)
+        list(batcher(Page.of(_Page(page, more))))
+        for page, more in zip(pages, [1, 1, 1, 0], strict=True)
     ]
 
     assert [ids_of(r) for r in results] == [[], [], [[1, 2]], [[3, 4]]]
@@ -165,7 +167,7 @@ def test_a_dict_page_drops_nulls_dlt_could_not_type_and_keeps_hinted_ones() -> N
         }
     ]
 
-    (record,) = TypedPages(HINTS)(page)
+    (record,) = TypedPages(HINTS)(Page.of(page))
 
     assert "address" not in record
     assert record["custom_fields"] == {"tier": "gold"}

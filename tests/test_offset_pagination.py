@@ -17,8 +17,8 @@ from requests import PreparedRequest, Request, Response
 
 from crmsync import rest_api_source
 from crmsync.reading.offset_pagination import OffsetPaginator
+from crmsync.reading.page_reader import PageReader
 from crmsync.reading.pagination import PageLookahead, paginator_from_config
-from crmsync.transport.http_policy import CrmSession
 from tests.support.pipedrive_like import TOKEN, PipedriveLike
 from tests.support.syncs import fast_policy
 
@@ -257,11 +257,12 @@ def test_an_offset_paged_api_loads_whole_over_http_through_rest_api_source(
     workdir: Path, ahead: bool
 ) -> None:
     """1,000 persons in pages of 100: the full page at 900 says there are no more items."""
-    session = CrmSession(fast_policy())
+    reader = PageReader(fast_policy())
+    session = reader.session
     options = {"offset_param": "start", "limit": 100, "has_more_path": HAS_MORE}
     paginator: Any = {"type": "crm_offset", **options}
     if ahead:  # a first read of a list in id order: a doubling window of offsets ahead
-        paginator = OffsetPaginator(**options, lookahead=session.lookahead, view_filters=[])
+        paginator = OffsetPaginator(**options, lookahead=reader.lookahead, view_filters=[])
     with PipedriveLike(persons=1000, deals=0) as server:
         source = rest_api_source(
             {
@@ -286,7 +287,7 @@ def test_an_offset_paged_api_loads_whole_over_http_through_rest_api_source(
         )  # fmt: skip
         pipeline = dlt.pipeline("offsets", destination="duckdb", dataset_name="crm")
         pipeline.run(source)
-    session.close()
+    reader.close()
 
     with pipeline.sql_client() as client:
         assert client.execute_sql("select id from persons order by id") == [

@@ -13,8 +13,9 @@ import orjson
 import pyarrow as pa
 import pytest
 
-from crmsync.loading.first_read import DeletedRecordFilter
-from crmsync.reading.arrow_pages import TypedPages, record_count
+from crmsync.reading.arrow_pages import TypedPages
+from crmsync.reading.first_read import DeletedRecordFilter
+from crmsync.reading.page import Page
 from crmsync.reading.page_decoding import MalformedBody, ProcessDecoder
 
 COLUMNS: dict[str, Any] = {
@@ -49,12 +50,12 @@ def test_a_worker_decodes_a_page_into_the_table_the_in_process_path_makes(
 ) -> None:
     decoded = decoder("/api/contacts", orjson.dumps(PAGE))
 
-    in_process = TypedPages(COLUMNS)(orjson.loads(orjson.dumps(PAGE))["contacts"])
-    (table,) = decoded["contacts"]
+    in_process = TypedPages(COLUMNS)(Page.of(orjson.loads(orjson.dumps(PAGE))["contacts"]))
+    table = decoded["contacts"].records
     assert decoded["meta"] == PAGE["meta"]
     assert without_row_keys(table).equals(without_row_keys(in_process))
     assert table.column("_dlt_id").null_count == 0
-    assert record_count(decoded["contacts"]) == 2
+    assert decoded["contacts"].served == 2
 
 
 def test_a_worker_drops_the_soft_deleted_records_of_a_first_read(decoder: ProcessDecoder) -> None:
@@ -66,9 +67,9 @@ def test_a_worker_drops_the_soft_deleted_records_of_a_first_read(decoder: Proces
 
     decoded = decoder("/accounts", orjson.dumps(page))
 
-    (table,) = decoded["accounts"]
+    table = decoded["accounts"].records
     assert table.column("id").to_pylist() == [1]
-    assert record_count(decoded["accounts"]) == 2  # what the CRM served, as the paginator counts
+    assert decoded["accounts"].served == 2  # what the CRM served, as the paginator counts
 
 
 def test_a_resource_whose_pages_hold_lists_goes_on_as_dicts_for_good(
@@ -112,7 +113,7 @@ def test_the_worker_never_runs_the_callers_script_again(tmp_path: Path) -> None:
         "    runs.write('run\\n')\n"
         "decoder = ProcessDecoder()\n"
         "decoder.register('http://h/contacts', 'contacts', {})\n"
-        "(table,) = decoder('/contacts', b'{\"contacts\": [{\"id\": 1}]}')['contacts']\n"
+        "table = decoder('/contacts', b'{\"contacts\": [{\"id\": 1}]}')['contacts'].records\n"
         "print(table.num_rows)\n"
         "decoder.close()\n"
     )

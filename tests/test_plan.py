@@ -11,7 +11,8 @@ import requests
 from crmsync.profiles.cursor_format import CursorFormatError, cursor_format
 from crmsync.profiles.plan import plan_resources
 from crmsync.profiles.profile import built_in_profile
-from crmsync.reading.page_observer import ObservedPaginator, RequestTag, resource_of
+from crmsync.reading.page_observer import ObservedPaginator
+from crmsync.transport.http_policy import RequestTag, resource_of
 
 MOMENT = datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC)
 

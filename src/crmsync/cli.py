@@ -31,14 +31,15 @@ from crmsync.loading.sync import (
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.plan import LISTING_SUFFIX, plan_resources
 from crmsync.profiles.profile import Profile, load_profile, resource_names
+from crmsync.reading.page_reader import PageReader
+from crmsync.reading.page_shape import envelope_keys
 from crmsync.reading.pagination import paginator_from_config
 from crmsync.reading.source import SyncOptions
 from crmsync.redaction import redact_url, redact_urls_in
 from crmsync.reporting.progress import PLAIN_INTERVAL_SECONDS, progress
 from crmsync.reporting.run_report import dumps, failure_document, result_document
 from crmsync.scheduling.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants
-from crmsync.transport.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
-from crmsync.transport.page_shape import envelope_keys
+from crmsync.transport.http_policy import HttpPolicy, check_transport, load_policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -413,11 +414,12 @@ def check(
         plans = plan_resources(profile)
         auth = create_auth(cast(Any, connection.dlt_auth()))
     worst = 0
-    with CrmSession(policy) as session:
+    with PageReader(policy) as reader:
+        session = reader.session
         session.auth = auth
         endpoints = [(plan.path, plan.records_key) for plan in plans]
         for url, key in envelope_keys(endpoints, connection.base_url):
-            session.expect_records(url, key)
+            reader.decoder.expect_records(url, key)
         for plan in plans:
             name = plan.name
             request = _first_page(connection.base_url, plan.config["endpoint"])

@@ -26,10 +26,10 @@ from dlt.extract.exceptions import PipeException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from crmsync.ledger import IncompleteReadError, QuotaCutReplaceError
+from crmsync.reading.page_shape import NotAPageError
 from crmsync.redaction import redact_url, redact_urls_in
 from crmsync.transport.exchange import TooManyRedirectsError
 from crmsync.transport.http_policy import InsecureTransportError, MalformedBodyError, QuotaReached
-from crmsync.transport.page_shape import NotAPageError
 
 EXIT_OK = 0
 EXIT_CONFIG = 2

@@ -24,9 +24,9 @@ from crmsync.loading.destinations import adapt_source, load_defaults, settle, ta
 from crmsync.profiles.config_defaults import defaults
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, built_in_profile, list_fields
-from crmsync.reading.page_decoding import ProcessDecoder
+from crmsync.reading.page_reader import PageReader
 from crmsync.reading.source import SyncOptions, crm_source
-from crmsync.transport.http_policy import CrmSession, HttpPolicy, load_policy
+from crmsync.transport.http_policy import HttpPolicy, load_policy
 
 DEFAULT_PIPELINE = "crmsync"
 DEFAULT_DATASET = "crm"
@@ -162,22 +162,19 @@ def _run(
     policy: HttpPolicy,
     ledger: RunLedger,
 ) -> SyncResult:
-    decoder = (
-        ProcessDecoder(sync.page_processes) if sync.arrow_pages and sync.page_processes else None
-    )
-    session = CrmSession(policy, ledger, decoder)
-    pacer = session.budget.pacer
+    reader = PageReader(policy, ledger, sync.page_processes if sync.arrow_pages else 0)
+    pacer = reader.session.budget.pacer
     ledger.holding = lambda: pacer.holding
     ledger.full_refresh = sync.full_refresh
     try:
         pipeline.sync_destination()
-        source = crm_source(connection, profile, sync, policy, ledger, session)
+        source = crm_source(connection, profile, sync, policy, ledger, reader)
         source = adapt_source(source, settings, list_fields(profile or built_in_profile()))
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
         _leave_out(pipeline, source, ledger.unfinished)
     finally:
-        session.close()
+        reader.close()
         ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
     ledger.finish()
     try:

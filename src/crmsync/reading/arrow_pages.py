@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from crmsync.reading.dict_pages import C_DLT_ID, SEPARATOR, STORED, WEI_DIGITS, DictPages
 from crmsync.reading.field_names import needs_renames
+from crmsync.reading.page import Page
 
 ROW_KEY_BYTES = 12
 """Random bytes per `_dlt_id` (dlt's own take 10): a multiple of 3 encodes to whole base64
@@ -53,28 +54,6 @@ def row_key_list(count: int) -> list[str]:
     return [text[i : i + ROW_KEY_WIDTH] for i in range(0, len(text), ROW_KEY_WIDTH)]
 
 
-class DecodedPage(list[Any]):
-    """A page decoded in a worker process (`crmsync.reading.page_decoding`): `[table]`, the shape
-    rest_api gives a page whose records it selected as one item, and `served`, the records
-    the CRM sent, which the paginator counts (the worker drops a first read's deleted ones)."""
-
-    def __init__(self, table: pa.Table, served: int) -> None:
-        super().__init__([table])
-        self.served = served
-
-
-def page_table(page: Any) -> pa.Table | None:
-    """The table of a page decoded in a worker process, else None."""
-    if isinstance(page, list) and len(page) == 1 and isinstance(page[0], pa.Table):
-        return page[0]
-    return None
-
-
-def record_count(page: Any) -> int:
-    """Records the CRM served in a page, however it was decoded."""
-    return page.served if isinstance(page, DecodedPage) else len(page or ())
-
-
 def arrow_type(hint: Mapping[str, Any]) -> pa.DataType | None:
     """The Arrow type a column hinted `hint` has in a page's table; None where it is inferred."""
     data_type = hint.get("data_type")
@@ -94,8 +73,8 @@ def arrow_type(hint: Mapping[str, Any]) -> pa.DataType | None:
 
 
 class PageBatcher:
-    """A resource step: each page made typed (`TypedPages`), then joined into batches of up to
-    `max_rows` records.
+    """A resource step: each page (`crmsync.reading.page.Page`) made typed (`TypedPages`), then
+    joined into batches of up to `max_rows` records.
 
     dlt computes and validates a table schema for every item a resource yields, about a
     millisecond each; joining forty 500-record pages spares thirty-nine of them. Pages are
@@ -112,8 +91,8 @@ class PageBatcher:
         self.rows = 0
         self.schema: pa.Schema | None = None
 
-    def __call__(self, page: Any, meta: Any = None) -> Iterator[Any]:
-        paginator = getattr(page, "paginator", None)
+    def __call__(self, page: Page, meta: Any = None) -> Iterator[Any]:
+        paginator = page.paginator
         item = self.typed(page)
         if paginator is None:
             yield from self._flush()
@@ -152,7 +131,8 @@ class PageBatcher:
 
 
 class TypedPages:
-    """A resource step: a page becomes an Arrow table or, where it cannot, stays dicts.
+    """A page (`crmsync.reading.page.Page`) becomes an Arrow table or, where it cannot, stays
+    dicts (`PageBatcher` asks it, for each page).
 
     Rows get their `_dlt_id` keys here, whichever form they take: added later to Arrow tables,
     dlt would rewrite every Parquet file of the load; dlt's normalizer keeps a dict row's key,
@@ -192,15 +172,16 @@ class TypedPages:
         """The type each column had in the tables made so far: dlt's schema of this read."""
         self.dicts = DictPages(columns, cursor)
 
-    def __call__(self, page: Any, meta: Any = None) -> Any:
-        if not isinstance(page, list) or not page:
-            return page
-        table = page_table(page)
-        if table is None:
-            table = self.table(page)
-            if table is None:
-                return self.dicts.prepare(page, self._keys(len(page)), page)
-            return table
+    def __call__(self, page: Page) -> pa.Table | list[Any]:
+        records = page.records
+        if not isinstance(records, pa.Table):
+            if not records:
+                return records
+            made = self.table(records)
+            if made is None:
+                return self.dicts.prepare(records, self._keys(len(records)), page)
+            return made
+        table = records
         if self.dicts_only or not self._agrees(table):
             self.dicts_only = True
             keys = table.column(C_DLT_ID).to_pylist()

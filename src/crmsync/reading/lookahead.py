@@ -25,7 +25,7 @@ from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
 
-from crmsync.reading.arrow_pages import record_count
+from crmsync.reading.page import Page
 from crmsync.reading.page_observer import PageObserver
 
 
@@ -221,7 +221,7 @@ class PositionalPaginator(BasePaginator):
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         self._page_arrived_at = time.monotonic()
-        rows = record_count(data)
+        rows = Page.of(data).served
         self.rows_seen += rows
         total = self.total = self._total(response)
         if self.observer is not None:

@@ -6,7 +6,8 @@ extract needs too: on two cores, a sync was bound by that one lock while the sec
 idled. A `ProcessDecoder` sends each page body of the resources registered with it to a worker
 process, which returns the envelope with the records already a typed table, passed back in
 Arrow's IPC format (a copy of its buffers, no per-record work). rest_api then selects a table
-where it selected a list: `{"contacts": DecodedPage([<table of 500 rows>]), "meta": {...}}`.
+where it selected a list: `{"contacts": Page(<table of 500 rows>, served=500), "meta": {...}}`
+(`crmsync.reading.page`).
 
 The worker is `python -m crmsync.reading.page_decoding`, speaking length-prefixed pickles over its
 stdin and stdout, rather than a `multiprocessing` pool: a spawned pool re-imports the caller's
@@ -19,7 +20,6 @@ its first such page on, decoded here, as does every page once a worker has gone.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import struct
@@ -35,34 +35,14 @@ from urllib.parse import urlsplit
 import orjson
 import pyarrow as pa
 
-from crmsync.loading.first_read import DeletedRecordFilter
-from crmsync.reading.arrow_pages import DecodedPage, TypedPages
+from crmsync.reading.arrow_pages import TypedPages
+from crmsync.reading.first_read import DeletedRecordFilter
+from crmsync.reading.page import Page
+from crmsync.transport.json_body import loads
 
 _LENGTH = struct.Struct("!I")
 _PageForm = tuple[str, dict[str, Any], DeletedRecordFilter | None]
 """What a worker needs to know of a resource's pages: records key, column hints, deletions."""
-
-
-_DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"000000000")
-_WIDE_INTEGER = b"0" * 19
-"""Nineteen digits in a row: an integer that orjson may read as a float (beyond 2**64, or
-below -2**63), while a float's shortest form has at most 17 digits."""
-
-
-def loads(body: bytes) -> Any:
-    """The JSON body, integers beyond 64 bits exact (`{"score": 1000000000000000000000000000007}`).
-
-    orjson, which decodes pages several times faster than `json`, turns an integer beyond
-    2**64 into the nearest float (`1e+30`), silently; and from -2**63 down, one beyond 2**63.
-    A body holding a run of 19 digits (found in C: the digits mapped to zeros, then searched
-    for) is decoded with `json`, whose integers are exact.
-    """
-    if _WIDE_INTEGER in body.translate(_DIGITS_AS_ZEROS):
-        try:
-            return json.loads(body)
-        except ValueError as error:
-            raise orjson.JSONDecodeError(str(error), "", 0) from None
-    return orjson.loads(body)
 
 
 class MalformedBody(ValueError):
@@ -107,7 +87,7 @@ class ProcessDecoder(DictDecoder):
         deleted: DeletedRecordFilter | None = None,
     ) -> None:
         """Pages of `url` (any query) hold their records under `records_key`; `deleted` drops
-        soft-deleted records in the worker (a first read's, `crmsync.loading.first_read`)."""
+        soft-deleted records in the worker (a first read's, `crmsync.reading.first_read`)."""
         with self._lock:
             self._forms[urlsplit(url).path] = (records_key, columns, deleted)
 
@@ -129,7 +109,7 @@ class ProcessDecoder(DictDecoder):
             return super().__call__(path, body)
         if records is not None:
             table = pa.ipc.open_stream(records).read_all()
-            envelope[records_key] = DecodedPage(table, served=envelope[records_key])
+            envelope[records_key] = Page(table, served=envelope[records_key])
         return envelope
 
     def close(self) -> None:
@@ -248,11 +228,12 @@ def decode_page(
     table = typed.table(records)
     if table is None:
         return None, None
+    page = Page(table, len(records))
     if deleted is not None:
-        table = deleted.live_rows(table)
+        page = deleted(page)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
+        writer.write_table(page.records)
     envelope[records_key] = len(records)
     return envelope, sink.getvalue().to_pybytes()
 

@@ -3,9 +3,9 @@
 The ledger counts requests, pages and rows per resource, whatever the profile's paginator:
 crmsync's own (which report pages, totals and re-reads themselves) or any of dlt's (`cursor`,
 `json_link`, `header_link`, `offset`, ...). `ObservedPaginator` wraps each resource's
-paginator: it names the resource on every request it shapes — a response hook that does
-nothing but carry the name, which `requests` keeps on the prepared request, its retries and the
-copies the look-ahead sends — and reports the pages of paginators that do not report their own.
+paginator: it names the resource on every request it shapes, with a
+`crmsync.transport.http_policy.RequestTag` the session reads, and reports the pages of
+paginators that do not report their own.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
-from requests import PreparedRequest, Request, Response
+from requests import Request, Response
 
-from crmsync.reading.arrow_pages import record_count
+from crmsync.reading.page import Page
+from crmsync.transport.http_policy import RequestTag
 
 
 class PageObserver(Protocol):
@@ -26,24 +27,6 @@ class PageObserver(Protocol):
     def page_refetched(self) -> None: ...
 
     def read_finished(self) -> None: ...
-
-
-class RequestTag:
-    """A response hook that leaves the response as it is and names the resource it reads."""
-
-    def __init__(self, resource: str) -> None:
-        self.resource = resource
-
-    def __call__(self, response: Response, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-def resource_of(request: PreparedRequest) -> str | None:
-    """The resource a request reads, where its paginator named it."""
-    for hook in (request.hooks or {}).get("response", ()):
-        if isinstance(hook, RequestTag):
-            return hook.resource
-    return None
 
 
 class ObservedPaginator(BasePaginator):
@@ -65,7 +48,7 @@ class ObservedPaginator(BasePaginator):
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         self.paginator.update_state(response, data)
         if self.observer is not None:
-            self.observer.page_read(record_count(data), None)
+            self.observer.page_read(Page.of(data).served, None)
             if not self.paginator.has_next_page:
                 self.observer.read_finished()
 

@@ -18,7 +18,6 @@ from dlt.common import jsonpath
 from dlt.sources.rest_api.config_setup import register_paginator
 from requests import Response
 
-from crmsync.reading.arrow_pages import page_table
 from crmsync.reading.lookahead import (
     PageCheck,
     PageFetcher,
@@ -26,6 +25,7 @@ from crmsync.reading.lookahead import (
     PositionalPaginator,
 )
 from crmsync.reading.offset_pagination import OFFSET_TYPE, OffsetPaginator
+from crmsync.reading.page import Page
 from crmsync.reading.page_observer import PageObserver
 
 __all__ = [
@@ -188,19 +188,10 @@ class RepeatedRecordFilter:
         self._previous: list[int] = []
         self._recent: deque[frozenset[int]] = deque(maxlen=RECENT_PAGES)
 
-    def __call__(self, page: Any, meta: Any = None) -> Any:
-        if not isinstance(page, list) or not page:
+    def __call__(self, page: Page, meta: Any = None) -> Page:
+        if not page:
             return page
-        table = page_table(page)
-        values: list[Any]
-        if table is None:
-            values = [r.get(self.key) if isinstance(r, dict) else None for r in page]
-        elif self.key in table.column_names:
-            # to Python, not pyarrow.compute: each compute call gives up the interpreter lock,
-            # and getting it back from the look-ahead threads costs more than these 500 keys
-            values = table.column(self.key).to_pylist()
-        else:
-            return page
+        values = page.ids(self.key)
         if None in values:
             return page  # a record without its key fails the load on its own
         keys = [value if type(value) is int else self._integer(value) for value in values]
@@ -223,15 +214,11 @@ class RepeatedRecordFilter:
         if repeats < len(keys):
             self.highest = keys[-1]
         self._recent.append(frozenset(keys))
-        if repeats:
-            # in place: the page keeps its paginator and response
-            if table is None:
-                del page[:repeats]
-            else:
-                page[0] = table.slice(repeats)
-            if self.observer is not None:
-                self.observer.repeats_dropped(repeats)
-        return page
+        if not repeats:
+            return page
+        if self.observer is not None:
+            self.observer.repeats_dropped(repeats)
+        return page.keep([position >= repeats for position in range(len(keys))])
 
     def _integer(self, value: Any) -> int:
         """An integer id sent as a string (`"100002"`); any other kind cannot be ordered."""

@@ -3,7 +3,10 @@
 Everything here is mechanism; what to fetch is data in the profile, read once into one plan per
 resource (`crmsync.profiles.plan`). The source ends in dlt's `rest_api_resources(config)`: rest_api
 does the requests, paging, incremental state, schema and merge, through the extension points filled
-in here (paginator instances, the profile's auth, the shared HTTP session, resource steps).
+in here (paginator instances, the profile's auth, the shared HTTP session, resource steps). The
+run's session, page decoder and look-ahead come wired together (`crmsync.reading.page_reader`):
+this module registers with the decoder what each resource's pages hold, and gives the
+look-ahead to the paginators.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dlt.sources.rest_api.config_setup import create_paginator
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
 from crmsync.ledger import ResourceObserver, RunLedger
-from crmsync.loading.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.profiles.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
 from crmsync.profiles.cursor_format import CursorFormat
 from crmsync.profiles.governance import (
@@ -43,9 +45,12 @@ from crmsync.profiles.profile import Profile, built_in_profile, resource_names
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages, arrow_type
 from crmsync.reading.cursor_values import CursorValues
 from crmsync.reading.dict_pages import stored_types
+from crmsync.reading.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.reading.json_text_hints import JSON_TEXT_WARNINGS, arrow_only_differs_in_json
-from crmsync.reading.page_decoding import ProcessDecoder
+from crmsync.reading.page import Page
 from crmsync.reading.page_observer import ObservedPaginator
+from crmsync.reading.page_reader import PageReader
+from crmsync.reading.page_shape import envelope_keys
 from crmsync.reading.pagination import (
     PAGE_NUMBER_TYPE,
     PageLookahead,
@@ -53,8 +58,7 @@ from crmsync.reading.pagination import (
     paginator_from_config,
 )
 from crmsync.redaction import register_secret, without_login
-from crmsync.transport.http_policy import CrmSession, HttpPolicy, check_transport, load_policy
-from crmsync.transport.page_shape import envelope_keys
+from crmsync.transport.http_policy import HttpPolicy, check_transport, load_policy
 
 DEDUPLICATED_HINT = "x-stage-data-deduplicated"
 """dlt's table hint that a load holds each primary key once: its merge skips the dedup pass."""
@@ -87,9 +91,10 @@ def crm_source(
     sync: SyncOptions | None = None,
     policy: HttpPolicy | None = None,
     ledger: RunLedger | None = None,
-    session: CrmSession | None = None,
+    reader: PageReader | None = None,
 ) -> DltSource:
-    """The CRM as a dlt source. Pass `session` to close it (and its look-ahead) when done."""
+    """The CRM as a dlt source. Pass `reader` to close it (its session, decoder and look-ahead)
+    when done."""
     sync = sync or SyncOptions()
     policy = policy or load_policy()
     check_transport(connection.base_url, policy.allow_insecure_http)
@@ -102,10 +107,10 @@ def crm_source(
     if unknown:
         raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
     ledger = ledger or RunLedger(strict=sync.strict)
-    session = session or CrmSession(policy, ledger)
-    source = _crm(connection, profile, sync, session, ledger, tuple(selected))
+    reader = reader or PageReader(policy, ledger)
+    source = _crm(connection, profile, sync, reader, ledger, tuple(selected))
     # nested tables keep `_dlt_root_id` under a first read's replace too: the merges after it
-    # need it (`crmsync.loading.first_read`)
+    # need it (`crmsync.reading.first_read`)
     source.root_key = True
     listings = [n + LISTING_SUFFIX for n in selected if n + LISTING_SUFFIX in source.resources]
     return source.with_resources(*selected, *listings)
@@ -116,7 +121,7 @@ def _crm(
     connection: CrmConnection,
     profile: Profile,
     sync: SyncOptions,
-    session: CrmSession,
+    reader: PageReader,
     ledger: RunLedger,
     selected: tuple[str, ...],
 ) -> list[DltResource]:
@@ -127,7 +132,7 @@ def _crm(
     hash_key = _hash_key(plans)
     endpoints = [(plan.path, plan.records_key) for plan in plans]
     for url, key in envelope_keys(endpoints, connection.base_url):
-        session.expect_records(url, key)  # a page of another shape is broken: retried, then fails
+        reader.decoder.expect_records(url, key)  # another shape is broken: retried, then fails
     stored = _stored_tables()
     reads = [_ResourceRead(plan, sync, state, hash_key, stored) for plan in plans]
     reads += [
@@ -138,18 +143,18 @@ def _crm(
     for read in reads:
         if read.plan.name.removesuffix(LISTING_SUFFIX) in selected:
             read.observe(ledger)
-    decoder = session.decoder if isinstance(session.decoder, ProcessDecoder) else None
+    workers = reader.decoder.workers
     resolved_by_others = _resolved_by_others(plans)
     config: dict[str, Any] = {
         "client": {
             **{k: v for k, v in (profile.get("client") or {}).items() if k != "paginator"},
             "base_url": without_login(connection.base_url),  # dlt writes it to its trace
             "auth": connection.dlt_auth(),
-            "session": session,
+            "session": reader.session,
         },
-        "resources": [read.rest_api_config(session.lookahead) for read in reads],
+        "resources": [read.rest_api_config(reader.lookahead) for read in reads],
     }
-    if decoder is not None and sync.arrow_pages:
+    if workers is not None and sync.arrow_pages:
         # the decoder knows a page by its URL: one resource on a URL that must stay dicts
         # keeps every resource on that URL as dicts
         dicts_only = {
@@ -161,7 +166,7 @@ def _crm(
             records_key = read.plan.records_key
             if records_key and read.plan.path not in dicts_only:
                 url = join_url(connection.base_url, read.plan.path)
-                decoder.register(url, records_key, read.page_types, read.deleted_filter)
+                workers.register(url, records_key, read.page_types, read.deleted_filter)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     by_name = {read.plan.name: read for read in reads}
     for resource in resources:
@@ -290,8 +295,10 @@ class _ResourceRead:
         return config
 
     def add_steps(self, resource: DltResource) -> None:
-        """The steps each page takes before dlt's: cursor values parsed, the field policy, the
-        repeat filter, the first read's deleted records dropped, then the page's form."""
+        """The steps each page takes before dlt's: cursor values parsed and the field policy
+        (on rest_api's dicts: a resource with either is never decoded in a worker), then, on
+        the page as a `Page`, the repeat filter, the first read's deleted records dropped, and
+        the page's form."""
         plan = self.plan
         repeat_filter = None
         if self.deduplicated:
@@ -318,7 +325,14 @@ class _ResourceRead:
                 resource.compute_table_schema()["columns"], arrow_type, typed.required
             ),
         )
-        steps = (cursor_values, self.policy, repeat_filter, self.deleted_filter, PageBatcher(typed))
+        steps = (
+            cursor_values,
+            self.policy,
+            Page.of,
+            repeat_filter,
+            self.deleted_filter,
+            PageBatcher(typed),
+        )
         for position, step in enumerate((s for s in steps if s), start=1):
             resource.add_step(step, insert_at=position)
 
@@ -466,15 +480,19 @@ def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
 
     The seed's `"type": "basic"` auth is dlt's `http_basic`, and its `page_number` paginators
     with `limit_param`/`limit` are crmsync's `crm_page_number` (pages start at 1, `total`
-    counts records); requests follow the seed's retry policy.
+    counts records); requests follow the seed's retry policy. A config without a `session` of
+    its own gets crmsync's, and its crmsync paginators read pages ahead through it; with one,
+    they read one page after another.
     """
     config = copy.deepcopy(config)
     client = config["client"]
-    session = client.setdefault("session", CrmSession(load_policy()))
+    lookahead = None
+    if "session" not in client:
+        reader = PageReader(load_policy())
+        client["session"], lookahead = reader.session, reader.lookahead
     auth = client.get("auth")
     if isinstance(auth, dict) and auth.get("type") in DLT_AUTH_TYPES:
         client["auth"] = {**auth, "type": DLT_AUTH_TYPES[auth["type"]]}
-    lookahead = getattr(session, "lookahead", None)
     resources = [r for r in config["resources"] if isinstance(r, dict)]
     for holder in [client, config.get("resource_defaults") or {}, *resources]:
         endpoint = holder.get("endpoint") if holder is not client else holder

@@ -4,11 +4,16 @@ The retry policy is the seed's — 429/500/502/503/504, connection errors, timeo
 whose body is not JSON are retried up to 3 times with exponential backoff (factor 2),
 `Retry-After` honoured up to a cap — built from dlt's and tenacity's retry pieces
 (`retry_if_status`, `wait_exponential`) on a session that rest_api uses for every resource,
-including the ones a user adds. A `200` that is JSON but not a page of records
-(`crmsync.transport.page_shape`) is retried the same way. Each attempt is bounded by a deadline and
-follows its redirects itself (`crmsync.transport.exchange`). The same session enforces one budget
-for the whole run, paced to the CRM's rate limit (`crmsync.transport.pacing`), because that limit
-is per account, not per resource.
+including the ones a user adds. Each attempt is bounded by a deadline and follows its
+redirects itself (`crmsync.transport.exchange`). The same session enforces one budget for the
+whole run, paced to the CRM's rate limit (`crmsync.transport.pacing`), because that limit is per
+account, not per resource.
+
+What a body means is not this module's: the session hands each `200`'s body to the decoder it
+was given (`BodyDecoder`; by default JSON, `decode_json`), within the attempt, so that a body
+the decoder refuses (`BrokenBodyError`: not JSON, or JSON but not a page, as the reading
+layer's `crmsync.reading.page_reader.PageDecoder` checks) is retried like a 5xx. Pages fetched
+ahead are handed over through `CrmSession.prefetched`, which the reading layer fills in.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
 from dlt.common.configuration import configspec, resolve_configuration
 from dlt.common.configuration.specs import BaseConfiguration
@@ -35,13 +41,10 @@ from tenacity import (
 )
 
 from crmsync.ledger import RunLedger
-from crmsync.reading.page_decoding import DictDecoder, MalformedBody
-from crmsync.reading.page_observer import resource_of
-from crmsync.reading.pagination import PageLookahead
 from crmsync.redaction import redact_url, redact_urls_in
 from crmsync.transport.exchange import exchange
+from crmsync.transport.json_body import loads
 from crmsync.transport.pacing import Pacer, Ticket, retry_after_seconds
-from crmsync.transport.page_shape import NotAPageError, PageShapes
 
 if TYPE_CHECKING:
     from requests.sessions import _Settings
@@ -114,12 +117,53 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class MalformedBodyError(requests.RequestException):
-    """A `200` whose body is not JSON: a server fault, retried like a 5xx, never loaded."""
+class BrokenBodyError(requests.RequestException):
+    """A `200` whose body the session's decoder refused: a server fault, retried like a 5xx,
+    never loaded. The session adds the request and response to it."""
+
+
+class MalformedBodyError(BrokenBodyError):
+    """A `200` whose body is not JSON."""
+
+
+BodyDecoder = Callable[[str, bytes], Any]
+"""What the body of a `200` for a URL path is (what `.json()` answers); raises
+`BrokenBodyError` for a body the read cannot use."""
+
+
+def decode_json(path: str, body: bytes) -> Any:
+    """The body's JSON (`crmsync.transport.json_body.loads`): a session's decoder, unless the
+    reading layer gives it its own."""
+    try:
+        return loads(body)
+    except orjson.JSONDecodeError as error:
+        raise MalformedBodyError(f"body is not valid JSON ({error})") from None
+
+
+class RequestTag:
+    """A response hook that leaves the response as it is and names the resource it reads.
+
+    `requests` keeps a request's hooks on the prepared request, its retries and the copies the
+    look-ahead sends, so the ledger can count every attempt for its resource
+    (`crmsync.reading.page_observer.ObservedPaginator` tags them)."""
+
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def resource_of(request: requests.PreparedRequest) -> str | None:
+    """The resource a request reads, where its paginator named it."""
+    for hook in (request.hooks or {}).get("response", ()):
+        if isinstance(hook, RequestTag):
+            return hook.resource
+    return None
 
 
 class DecodedJsonResponse(requests.Response):
-    """A response whose JSON body was decoded once, with orjson, when it was validated.
+    """A response whose body was decoded once, by the session's decoder, when it arrived.
 
     rest_api and the paginator both call `.json()` on every page; decoding once halves the
     decoding cost of a sync.
@@ -228,17 +272,18 @@ def _response_of(state: RetryCallState) -> requests.Response | None:
 
 
 class CrmSession(requests.Session):
-    """The session every resource's RESTClient shares: retries, timeouts, budget, ledger."""
+    """The session every resource's RESTClient shares: retries, timeouts, budget, ledger; each
+    `200`'s body decoded by `decode`."""
 
     def __init__(
         self,
         policy: HttpPolicy,
         ledger: RunLedger | None = None,
-        decoder: DictDecoder | None = None,
+        decode: BodyDecoder = decode_json,
     ) -> None:
         super().__init__()
         self.policy = policy
-        self.decoder = decoder or DictDecoder()
+        self.decode = decode
         self.ledger = ledger or RunLedger()
         self.budget = RequestBudget(
             policy.max_in_flight,
@@ -246,10 +291,10 @@ class CrmSession(requests.Session):
             policy.max_retry_delay,
             max_requests=policy.max_requests,
         )
-        self.pages = PageShapes()
         self.timeout = (policy.connect_timeout, policy.read_timeout)
-        self.lookahead = PageLookahead(self, policy.max_in_flight)
-        self.lookahead.scarce = self.budget.scarce
+        self.prefetched: Callable[[str], requests.Response | None] = lambda url: None
+        """The response already fetched for a URL, if any, which `send` hands over instead of
+        sending the request (the reading layer's look-ahead, `crmsync.reading.lookahead`)."""
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(8, policy.max_in_flight * 2))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -263,8 +308,7 @@ class CrmSession(requests.Session):
                         requests.ConnectionError,
                         requests.Timeout,
                         requests.exceptions.ChunkedEncodingError,
-                        MalformedBodyError,
-                        NotAPageError,
+                        BrokenBodyError,
                     )
                 ),
             ),
@@ -279,14 +323,9 @@ class CrmSession(requests.Session):
         """rest_api deep-copies its config to validate it; the session is shared, not config."""
         return self
 
-    def expect_records(self, url: str, key: str) -> None:
-        """Pages of `url` must hold a list of records under `key`
-        (`crmsync.transport.page_shape`)."""
-        self.pages.expect_records(url, key)
-
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         try:
-            prefetched = self.lookahead.take(str(request.url))
+            prefetched = self.prefetched(str(request.url))
             if prefetched is not None:
                 return prefetched
             return self.fetch(request, **kwargs)
@@ -342,11 +381,6 @@ class CrmSession(requests.Session):
         settings = self._environment[host]
         return {**settings, "proxies": dict(settings["proxies"])}
 
-    def close(self) -> None:
-        self.lookahead.close()
-        self.decoder.close()
-        super().close()
-
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path
         ticket = self.budget.acquire()
@@ -371,8 +405,7 @@ class CrmSession(requests.Session):
         finally:
             self.budget.release(ticket, response)
         if response.status_code == 200:
-            _decode_json_body(response, self.decoder, path)
-            self.pages.check(path, response.json(), response)
+            _decode_body(response, self.decode, path)
         return response
 
     def _count_retry(self, state: RetryCallState) -> None:
@@ -386,12 +419,11 @@ class CrmSession(requests.Session):
         self.ledger.retry(resource_of(request), path, wait, throttled)
 
 
-def _decode_json_body(response: requests.Response, decoder: DictDecoder, path: str) -> None:
+def _decode_body(response: requests.Response, decode: BodyDecoder, path: str) -> None:
     try:
-        decoded = decoder(path, response.content)
-    except MalformedBody as error:
-        raise MalformedBodyError(
-            f"body is not valid JSON ({error})", response=response, request=response.request
-        ) from None
+        decoded = decode(path, response.content)
+    except BrokenBodyError as error:
+        error.request, error.response = response.request, response
+        raise
     response.__class__ = DecodedJsonResponse
     response.decoded = decoded  # type: ignore[attr-defined]

@@ -3,11 +3,13 @@
 The contract: `{"<envelope key>": [<record>, ...], "meta": {...}}`. rest_api selects the
 records with the endpoint's data selector and, finding none, yields none, so a `200` whose
 body was `null`, a top-level list, `{"meta": {}}` or `{"contacts": {"id": 1}}` loaded an empty
-table and ended the run with exit 0: a read that failed, reported as a success. The session
-checks every page of the endpoints registered here (the data selectors that are a plain key;
-a JSONPath is left to rest_api) before it hands the page over, so that such a page is
-retried like a body that is not JSON, and fails the run if it stays broken. A key that holds
-`null` is a page without records, the end of the list (Pipedrive's `"data": null`).
+table and ended the run with exit 0: a read that failed, reported as a success. The session's
+decoder (`crmsync.reading.page_reader.PageDecoder`) checks every page of the endpoints
+registered here (the data selectors that are a plain key; a JSONPath is left to rest_api) as it
+decodes it, within the session's attempt, so that such a page is retried like a body that is
+not JSON, and fails the run if it stays broken. A key that holds `null` is a page without
+records, the end of the list (Pipedrive's `"data": null`); one that holds a `Page` holds the
+records a worker process decoded (`crmsync.reading.page_decoding`).
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from dlt.sources.helpers.rest_client.utils import join_url
 
+from crmsync.reading.page import Page
+from crmsync.transport.http_policy import BrokenBodyError
 
-class NotAPageError(requests.RequestException):
+
+class NotAPageError(BrokenBodyError):
     """A `200` whose JSON is not a page of records; `reason` says what it is instead."""
 
-    def __init__(self, reason: str, **kwargs: Any) -> None:
-        super().__init__(f"body is not a page of records ({reason})", **kwargs)
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"body is not a page of records ({reason})")
         self.reason = reason
 
 
@@ -38,14 +42,14 @@ class PageShapes:
         """Pages of `url` (any query) hold a list of records under `key`."""
         self._keys[urlsplit(url).path] = key
 
-    def check(self, path: str, body: Any, response: requests.Response) -> None:
+    def check(self, path: str, body: Any) -> None:
         """Raises `NotAPageError` if `body`, the decoded page of `path`, is not a page."""
         key = self._keys.get(path)
         if key is None:
             return
         reason = _not_a_page(body, key)
         if reason is not None:
-            raise NotAPageError(reason, request=response.request, response=response)
+            raise NotAPageError(reason)
 
 
 def envelope_keys(endpoints: Iterable[tuple[str, Any]], base_url: str) -> Iterator[tuple[str, str]]:
@@ -64,7 +68,7 @@ def _not_a_page(body: Any, key: str) -> str | None:
         return f"no {key!r} key"
     if body[key] is None:
         return None  # no records: an end of the list some CRMs write so (`"data": null`)
-    if not isinstance(body[key], list):
+    if not isinstance(body[key], list | Page):
         return f"{key!r} holds {_kind(body[key])}, not a list"
     return None
 

@@ -14,10 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from crmsync.reading.arrow_pages import page_table
+from crmsync.reading.page import Page
 
 MERGE_STRATEGIES_REPLACED = (None, "delete-insert")
 """Merges whose outcome on a whole read is the replaced table (not `scd2`, which keeps history,
@@ -41,8 +38,8 @@ class DeletedRecordFilter:
     """A resource step that drops the records a merge's `hard_delete` columns would delete.
 
     dlt's rule: a `bool` column deletes on `True`, any other column on a value that is set
-    (`"deleted_at": "2024-05-01T09:00:00Z"`). The page is filtered in place, so it keeps its
-    paginator for the steps after this one.
+    (`"deleted_at": "2024-05-01T09:00:00Z"`). A worker process applies it too, to the tables
+    it decodes (`crmsync.reading.page_decoding`): the filter is the description it is sent.
     """
 
     def __init__(self, columns: Mapping[str, Mapping[str, Any]]) -> None:
@@ -53,33 +50,5 @@ class DeletedRecordFilter:
     def __bool__(self) -> bool:
         return bool(self.flags or self.stamps)
 
-    def __call__(self, page: Any, meta: Any = None) -> Any:
-        if not isinstance(page, list) or not page:
-            return page
-        table = page_table(page)
-        if table is not None:
-            page[0] = self.live_rows(table)
-            return page
-        kept = page
-        for name in self.stamps:
-            kept = [r for r in kept if type(r) is not dict or r.get(name) is None]
-        for name in self.flags:
-            kept = [r for r in kept if type(r) is not dict or r.get(name) is not True]
-        if len(kept) < len(page):
-            page[:] = kept
-        return page
-
-    def live_rows(self, table: pa.Table) -> pa.Table:
-        """The table without deleted rows. A page decoded in a worker process comes filtered
-        already (the worker calls this); here, only `null_count`, which the table keeps, is
-        read then: a compute call would give up the interpreter lock."""
-        stamps = [n for n in self.stamps if n in table.column_names]
-        flags = [n for n in self.flags if n in table.column_names]
-        if not flags and all(table.column(n).null_count == len(table) for n in stamps):
-            return table
-        live = None
-        for name in stamps + flags:
-            column = table.column(name)
-            keep = pc.is_null(column) if name in stamps else pc.invert(pc.fill_null(column, False))
-            live = keep if live is None else pc.and_(live, keep)
-        return table.filter(live)
+    def __call__(self, page: Page, meta: Any = None) -> Page:
+        return page.live(self.stamps, self.flags)
