@@ -15,12 +15,12 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
 from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 
+from crmsync.cli.dry_run import dry_run as check_destination
 from crmsync.cli.progress import PLAIN_INTERVAL_SECONDS, progress
 from crmsync.cli.run_report import dumps, failure_document, result_document
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
 from crmsync.ledger import ResourceTally, RunLedger
-from crmsync.loading.destinations import dry_run as check_destination
 from crmsync.loading.sync import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,

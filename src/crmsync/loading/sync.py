@@ -20,7 +20,8 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from crmsync.failures import causes
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
-from crmsync.loading.destinations import adapt_source, load_defaults, settle, table_row_counts
+from crmsync.loading.delta import settle, table_row_counts
+from crmsync.loading.destinations import adapt_source, load_defaults
 from crmsync.profiles.config_defaults import defaults
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, built_in_profile, list_fields
@@ -121,6 +122,8 @@ def _publish(pipeline_folder: Path) -> None:
 
 
 def make_pipeline(settings: RunSettings, pipelines_dir: str) -> dlt.Pipeline:
+    """dlt's pipeline for `settings`, working in `pipelines_dir`: the one way a run, a reset, a
+    tenant's last run and a dry run make it, so that they all name the same pipeline."""
     return dlt.pipeline(
         pipeline_name=settings.pipeline_name,
         destination=settings.destination,
@@ -172,7 +175,8 @@ def _run(
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, session)
-        source = adapt_source(source, settings, list_fields(profile or built_in_profile()))
+        fields = list_fields(profile or built_in_profile())
+        source = adapt_source(source, settings.destination, settings.table_format, fields)
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
         _leave_out(pipeline, source, ledger.unfinished)
