@@ -185,13 +185,7 @@ def _run(
         ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
     ledger.finish()
     try:
-        # the ledger is extracted once the data is normalized: extracted before, it would change
-        # the schema under the data's package, and dlt warns of the differing schema hashes
-        pipeline.normalize()
-        staged_rows = _staged_rows(pipeline)
-        _extract_ledger(pipeline, ledger)
-        pipeline.normalize()
-        staged_rows.update(_staged_rows(pipeline))
+        staged_rows = _normalize_with_ledger(pipeline, ledger)
         file_bytes, columns = _load_file_bytes(pipeline), _widest_table(pipeline)
         with defaults(load_defaults(pipeline, staged_rows, file_format, file_bytes, columns)):
             info = pipeline.load()
@@ -274,6 +268,27 @@ def _leave_out(pipeline: dlt.Pipeline, source: DltSource, resources: Sequence[st
             table = job.job_file_info.table_name
             if table in tables or any(table.startswith(f"{t}__") for t in tables):
                 Path(job.file_path).unlink()
+
+
+def _normalize_with_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> dict[str, int]:
+    """Normalizes the data, then the ledger extracted after it; the rows per table staged.
+
+    Two normalize passes, because one would make dlt warn of differing schema hashes. The ledger
+    is only known once the data is extracted, so its rows are a second extract, a second load
+    package. Normalize takes packages one by one, each changing the schema it infers columns
+    into (a first run, a new field); a package extracted before the one ahead of it was
+    normalized keeps a schema that is no longer dlt's, which dlt warns of. Declaring the ledger's
+    table beforehand does not help (the data's columns change the schema); one extract of both
+    (one package) would empty `_crmsync_runs` on a full refresh, as dlt's `drop_data` applies to
+    every source of the call, and write the ledger as Parquet; a schema of its own would move
+    `_crmsync_runs` out of the data's schema. The second pass normalizes the ledger rows only.
+    """
+    pipeline.normalize()
+    staged_rows = _staged_rows(pipeline)
+    _extract_ledger(pipeline, ledger)
+    pipeline.normalize()
+    staged_rows.update(_staged_rows(pipeline))
+    return staged_rows
 
 
 def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:
