@@ -11,21 +11,19 @@ import collections.abc
 import difflib
 import os
 import tempfile
+import tomllib
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from dlt.common.configuration.container import Container
-from dlt.common.configuration.exceptions import (
-    ConfigFieldMissingException,
-    LookupTrace,
-    LookupTraces,
-)
+import dlt
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.configuration.providers.doc import BaseDocProvider
 from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.destination import Destination
 
+from crmsync.dlt_internals import missing_settings
 from crmsync.loading.destinations import (
     FILESYSTEM,
     DestinationSettingError,
@@ -141,7 +139,7 @@ def _connect(factory: Destination[Any, Any], client: Any) -> str:
 
 def _missing_message(factory: Destination[Any, Any], error: ConfigFieldMissingException) -> str:
     name = factory.destination_name
-    paths = list(_missing_paths(error.traces, ()))
+    paths = missing_settings(error)
     if not paths:
         return f"missing destination setting for {name}: {', '.join(error.fields)}"
     groups: dict[tuple[str, ...], list[str]] = {}
@@ -154,25 +152,6 @@ def _missing_message(factory: Destination[Any, Any], error: ConfigFieldMissingEx
         table = ".".join(("destination", name, *section))
         parts.append(f"{envs} (or {', '.join(fields)} under [{table}] in {where})")
     return f"missing destination setting for {name}: set " + "; ".join(parts)
-
-
-def _missing_paths(traces: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    """The path of each missing field a user can set; a wholly missing embedded configuration
-    (e.g. `credentials`) is one path: it can be given as one value (a connection string)."""
-    for field, field_traces in traces.items():
-        embedded = [t for t in field_traces if isinstance(t, LookupTraces)]
-        if embedded and any(t.resolved_fields_set for t in embedded):
-            best = max(embedded, key=lambda t: len(t.resolved_fields_set))
-            yield from _missing_paths(best.traces, (*path, field))
-            continue
-        looked_up = [t for t in field_traces if isinstance(t, LookupTrace)]
-        for inner in embedded:
-            looked_up.extend(
-                t for ts in inner.traces.values() for t in ts if isinstance(t, LookupTrace)
-            )
-        if any(t.provider == "Environment Variables" for t in looked_up):
-            yield (*path, field)
-        # else: set by dlt itself (e.g. `local_dir`), never by the user
 
 
 def _check_keys(factory: Destination[Any, Any]) -> None:
@@ -207,10 +186,11 @@ def _configured_paths(name: str) -> Iterator[tuple[str, tuple[str, ...]]]:
     for key in os.environ:
         if key.upper().startswith(prefix) and len(key) > len(prefix):
             yield "env", tuple(p.lower() for p in key[len(prefix) :].split("__"))
-    providers = Container()[PluggableRunContext].providers.providers
-    for provider in providers:
-        doc = getattr(provider, "_config_doc", None)
-        section = (doc or {}).get("destination", {}).get(name) if isinstance(doc, dict) else None
+    for provider in dlt.config.config_providers:
+        if not isinstance(provider, BaseDocProvider):
+            continue  # the environment, read above
+        doc = tomllib.loads(provider.to_toml())
+        section = doc.get("destination", {}).get(name)
         if isinstance(section, dict):
             for path in _leaf_paths(section, ()):
                 yield provider.name, path
