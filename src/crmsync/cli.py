@@ -18,7 +18,6 @@ from dlt.sources.rest_api.config_setup import create_auth, create_paginator
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_SIZES, DEFAULT_USERNAME, DemoServer
 from crmsync.failures import EXIT_CONFIG, Failure, describe, quota_reached
 from crmsync.ledger import ResourceTally, RunLedger
-from crmsync.loading.destinations import dry_run as check_destination
 from crmsync.loading.sync import (
     DEFAULT_DATASET,
     DEFAULT_PIPELINE,
@@ -36,6 +35,7 @@ from crmsync.reading.page_shape import envelope_keys
 from crmsync.reading.pagination import paginator_from_config
 from crmsync.reading.source import SyncOptions
 from crmsync.redaction import redact_url, redact_urls_in
+from crmsync.reporting.dry_run import dry_run as check_destination
 from crmsync.reporting.progress import PLAIN_INTERVAL_SECONDS, progress
 from crmsync.reporting.run_report import dumps, failure_document, result_document
 from crmsync.scheduling.tenants import TENANTS_ENV, Tenant, TenantsFileError, last_run, load_tenants

@@ -18,6 +18,8 @@ from typing import Any
 
 from dlt.common import logger
 
+from crmsync.dlt_internals import SharedThroughConfig
+
 RUNS_TABLE = "_crmsync_runs"
 RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "run_id": {"data_type": "text", "nullable": False},
@@ -235,7 +237,7 @@ class RunLedger:
 
 
 @dataclass
-class ResourceObserver:
+class ResourceObserver(SharedThroughConfig):
     """The paginator's view of the ledger: one resource's pages, repeats and completeness.
 
     An incomplete read fails where it would replace the table (`replaces`) or under `--strict`;
@@ -248,9 +250,6 @@ class ResourceObserver:
     tally: ResourceTally
     replaces: bool = False
     hold_cursor: Callable[[], None] | None = None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ResourceObserver:
-        return self
 
     @property
     def cut(self) -> bool:

@@ -1,4 +1,4 @@
-"""What crmsync decides per dlt destination, and the dry run that checks a destination's settings.
+"""What crmsync decides per dlt destination: how a run writes there, and how DuckDB loads.
 
 dlt does the loading and reads every destination setting (`.dlt/secrets.toml`, `.dlt/config.toml`,
 `DESTINATION__<NAME>__...` variables); crmsync only adds what its guarantees need:
@@ -11,43 +11,22 @@ dlt does the loading and reads every destination setting (`.dlt/secrets.toml`, `
   (`accounts.tags`, `pipelines.stages`) stay in their row as JSON there, not in child tables.
 - **duckdb** gets a memory limit sized to each load (`load_defaults`), unless one is configured.
 - every other destination gets dlt's defaults: merge on `id`, soft-deleted records removed.
+
+What a load leaves for crmsync to finish on Delta is in `crmsync.loading.delta`; the dry run that
+checks a destination's settings in `crmsync.reporting.dry_run`.
 """
 
 from __future__ import annotations
 
-import collections.abc
-import difflib
 import math
-import os
-import tempfile
-import types
-import typing
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import dlt
-from dlt.common.configuration.container import Container
-from dlt.common.configuration.exceptions import (
-    ConfigFieldMissingException,
-    ConfigurationException,
-    LookupTrace,
-    LookupTraces,
-)
-from dlt.common.configuration.specs import BaseConfiguration
-from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
+from dlt.common.configuration.exceptions import ConfigurationException
 from dlt.common.destination import Destination
 from dlt.common.destination.exceptions import UnknownDestinationModule
-from dlt.common.schema import Schema
-from dlt.common.schema.utils import get_first_column_name_with_prop, get_table_format
 from dlt.extract import DltSource
-
-from crmsync.profiles.profile import Profile, resource_names
-from crmsync.redaction import redact_url
-
-if TYPE_CHECKING:
-    from crmsync.loading.sync import RunSettings
-    from crmsync.profiles.connection import CrmConnection
-    from crmsync.reading.source import SyncOptions
 
 FILESYSTEM = "filesystem"
 TABLE_FORMATS = ("delta",)
@@ -71,9 +50,6 @@ DUCKDB_MEMORY_PER_COLUMN = 64 * 2**10
 """...plus this much per column of the widest table: DuckDB keeps buffers per column while it
 reads and inserts, so 5,000 `custom_fields` keys (5,000 columns) failed at 175 MB whatever the
 rows, and passed at 330 MB: about 50 KB a column."""
-
-_NO_CONNECTION_CHECK = {"duckdb", "dummy"}
-"""Destinations whose connection a dry run does not open: for DuckDB that would create the file."""
 
 
 class DestinationSettingError(ConfigurationException):
@@ -104,16 +80,17 @@ def _config_key(destination: Any, key: str) -> str:
     return f"destination.{resolve(destination).destination_name}.{key}"
 
 
-def table_format(settings: RunSettings) -> str | None:
-    """`RunSettings.table_format`, else `table_format` under the destination's config section."""
-    value = settings.table_format
+def table_format(destination: Any, chosen: str | None) -> str | None:
+    """`chosen` (`RunSettings.table_format`), else `table_format` under the destination's config
+    section."""
+    value = chosen
     if value is None:
-        value = dlt.config.get(_config_key(settings.destination, "table_format"))
+        value = dlt.config.get(_config_key(destination, "table_format"))
     if value is None:
         return None
-    name = resolve(settings.destination).destination_name
+    name = resolve(destination).destination_name
     key = f"DESTINATION__{name.upper()}__TABLE_FORMAT (or table_format under [destination.{name}])"
-    if destination_type(settings.destination) != FILESYSTEM:
+    if destination_type(destination) != FILESYSTEM:
         raise DestinationSettingError(f"table_format is a filesystem setting; remove {key}")
     if value not in TABLE_FORMATS:
         raise DestinationSettingError(
@@ -124,13 +101,16 @@ def table_format(settings: RunSettings) -> str | None:
 
 
 def adapt_source(
-    source: DltSource, settings: RunSettings, list_fields: Mapping[str, tuple[str, ...]]
+    source: DltSource,
+    destination: Any,
+    chosen_format: str | None,
+    list_fields: Mapping[str, tuple[str, ...]],
 ) -> DltSource:
     """Lays the destination's needs over the source's hints; other destinations: unchanged.
     `list_fields` (the profile's) stay in-row, as JSON, on Delta tables."""
-    if destination_type(settings.destination) != FILESYSTEM:
+    if destination_type(destination) != FILESYSTEM:
         return source
-    chosen = table_format(settings)
+    chosen = table_format(destination, chosen_format)
     for resource in source.selected_resources.values():
         if chosen:
             resource.apply_hints(table_format=chosen)  # type: ignore[arg-type]
@@ -178,71 +158,12 @@ def load_defaults(
     }
 
 
-def settle(pipeline: dlt.Pipeline) -> None:
-    """Finishes what dlt 1.31 leaves undone after a load: on Delta, records deleted in the CRM.
-
-    dlt merges into an existing Delta table, removing the rows whose `hard_delete` column is set,
-    but writes a table's first load as it comes: the records already deleted in the CRM land. A
-    predicate delete removes them; on later runs it finds nothing (file statistics skip the
-    files), so it runs after every load, which also covers a run stopped before this step.
-    """
-    for schema in pipeline.schemas.values():
-        flagged = {
-            name: column
-            for name in _delta_tables(schema)
-            if (column := get_first_column_name_with_prop(schema.tables[name], "hard_delete"))
-        }
-        if not flagged:
-            continue
-        from dlt.common.libs.deltalake import get_delta_tables
-
-        tables = get_delta_tables(pipeline, *flagged, schema_name=schema.name)
-        for name, table in tables.items():
-            table.delete(f"{flagged[name]} IS NOT NULL")
-
-
-def table_row_counts(pipeline: dlt.Pipeline) -> dict[str, int]:
-    """Rows per data table, in every schema of the pipeline (a run that failed early may leave
-    the ledger's schema as the default one); Delta tables are counted by `deltalake`.
-
-    dlt's dataset reads Delta through DuckDB's `delta` extension, which DuckDB downloads on first
-    use: offline (and in CI) that fails after the data was loaded.
-    """
-    counts: dict[str, int] = {}
-    for schema in pipeline.schemas.values():
-        delta = [t for t in _delta_tables(schema) if t not in counts]
-        others = [
-            t
-            for t in schema.data_table_names(seen_data_only=True)
-            if t not in delta and t not in counts
-        ]
-        if others:
-            relation = pipeline.dataset(schema=schema.name).row_counts(table_names=others)
-            counts.update(relation.fetchall())
-        if delta:
-            from dlt.common.libs.deltalake import get_delta_tables
-
-            tables = get_delta_tables(pipeline, *delta, schema_name=schema.name)
-            for name, table in tables.items():
-                counts[name] = table.to_pyarrow_dataset().count_rows()
-    return counts
-
-
-def _delta_tables(schema: Schema) -> list[str]:
-    """Delta tables, child tables included: they inherit `table_format` from their root."""
-    return [
-        name
-        for name in schema.data_table_names(seen_data_only=True)
-        if get_table_format(schema.tables, name) == "delta"
-    ]
-
-
-def describe_writes(settings: RunSettings) -> str:
+def describe_writes(destination: Any, chosen_format: str | None) -> str:
     """What a run does to the destination's tables, in one line."""
-    kind = destination_type(settings.destination)
+    kind = destination_type(destination)
     if kind != FILESYSTEM:
         return "merge on id; records deleted in the CRM are deleted (hard_delete on deleted_at)"
-    chosen = table_format(settings)
+    chosen = table_format(destination, chosen_format)
     if chosen:
         return (
             f"{chosen} tables, upsert on id; records deleted in the CRM are deleted;"
@@ -252,225 +173,3 @@ def describe_writes(settings: RunSettings) -> str:
         "Parquet files, append only: each run adds the records it read,"
         " deleted ones flagged by deleted_at (files cannot merge)"
     )
-
-
-def dry_run(
-    connection: CrmConnection,
-    settings: RunSettings,
-    sync: SyncOptions,
-    profile: Profile,
-    connect: bool = True,
-) -> list[str]:
-    """Checks what a run needs without requesting anything from the CRM; the lines to print.
-
-    Raises a `ConfigurationException` naming the first missing or wrong setting. With `connect`,
-    a SQL destination's connection is opened and closed, and a bucket's root listed.
-    """
-    known = resource_names(profile)
-    unknown = sorted(set(sync.resources or ()) - set(known))
-    if unknown:
-        raise DestinationSettingError(
-            f"unknown resources {unknown} in --resources; known: {', '.join(known)}"
-        )
-    factory = resolve(settings.destination)
-    _check_keys(factory)
-    chosen_format = table_format(settings)
-    if chosen_format == "delta":
-        _require(
-            "deltalake",
-            "Delta tables need the deltalake package: pip install 'crmsync[filesystem]'",
-        )
-    with tempfile.TemporaryDirectory(prefix="crmsync-dry-run-") as scratch:
-        pipeline = dlt.pipeline(
-            pipeline_name=settings.pipeline_name,
-            destination=factory,
-            dataset_name=settings.dataset_name,
-            pipelines_dir=scratch,
-        )
-        try:
-            client = pipeline.destination_client()
-        except ConfigFieldMissingException as error:
-            raise DestinationSettingError(_missing_message(factory, error)) from error
-        target = _describe_target(client.config)
-        checked = "not opened (a dry run does not create the DuckDB file)"
-        if connect and destination_type(factory) not in _NO_CONNECTION_CHECK:
-            checked = _connect(factory, client)
-    mode = (
-        "full refresh" if sync.full_refresh else f"incremental, lookback {sync.lookback_seconds:g}s"
-    )
-    if sync.since:
-        mode += f", first sync from {sync.since}"
-    if sync.keep_deleted:
-        mode += ", deleted records kept"
-    return [
-        "Dry run: the settings are complete; nothing was requested from the CRM or loaded.",
-        f"  {'CRM':<13}{redact_url(connection.base_url)} (user {connection.username})",
-        f"  {'resources':<13}{', '.join(sync.resources or known)}",
-        f"  {'sync':<13}{mode}",
-        f"  {'destination':<13}{factory.destination_name}: {target}",
-        f"  {'dataset':<13}{settings.dataset_name} (pipeline {settings.pipeline_name})",
-        f"  {'writes':<13}{describe_writes(settings)}",
-        f"  {'connection':<13}{checked}",
-    ]
-
-
-def _require(module: str, message: str) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise DestinationSettingError(message)
-
-
-def _describe_target(config: Any) -> str:
-    bucket_url = getattr(config, "bucket_url", None)
-    if bucket_url:
-        return str(bucket_url)
-    credentials = getattr(config, "credentials", None)
-    if credentials is not None and hasattr(credentials, "to_url"):
-        # dlt renders connection strings with the password masked
-        return str(credentials)
-    return type(config).__name__.removesuffix("ClientConfiguration")
-
-
-def _connect(factory: Destination[Any, Any], client: Any) -> str:
-    name = factory.destination_name
-    try:
-        sql_client = getattr(client, "sql_client", None)
-        if destination_type(factory) == FILESYSTEM:
-            client.fs_client.exists(client.config.bucket_url)
-            return "ok (bucket reachable)"
-        if sql_client is None:
-            return "not checked (no SQL client)"
-        with sql_client:
-            sql_client.execute_sql("SELECT 1")
-        return "ok (connected and disconnected)"
-    except Exception as error:  # each driver has its own errors; the first line says enough
-        first = next(
-            (ln.strip() for ln in str(error).splitlines() if ln.strip()), type(error).__name__
-        )
-        raise DestinationSettingError(
-            f"cannot connect to {name}: {first}; check DESTINATION__{name.upper()}__CREDENTIALS"
-            f" (or credentials under [destination.{name}] in .dlt/secrets.toml)"
-        ) from error
-
-
-def _missing_message(factory: Destination[Any, Any], error: ConfigFieldMissingException) -> str:
-    name = factory.destination_name
-    paths = list(_missing_paths(error.traces, ()))
-    if not paths:
-        return f"missing destination setting for {name}: {', '.join(error.fields)}"
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for path in paths:
-        groups.setdefault(path[:-1], []).append(path[-1])
-    parts = []
-    for section, fields in groups.items():
-        envs = ", ".join(_render("env", name, (*section, f)) for f in fields)
-        where = ".dlt/secrets.toml" if "credentials" in (*section, *fields) else ".dlt/config.toml"
-        table = ".".join(("destination", name, *section))
-        parts.append(f"{envs} (or {', '.join(fields)} under [{table}] in {where})")
-    return f"missing destination setting for {name}: set " + "; ".join(parts)
-
-
-def _missing_paths(traces: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    """The path of each missing field a user can set; a wholly missing embedded configuration
-    (e.g. `credentials`) is one path: it can be given as one value (a connection string)."""
-    for field, field_traces in traces.items():
-        embedded = [t for t in field_traces if isinstance(t, LookupTraces)]
-        if embedded and any(t.resolved_fields_set for t in embedded):
-            best = max(embedded, key=lambda t: len(t.resolved_fields_set))
-            yield from _missing_paths(best.traces, (*path, field))
-            continue
-        looked_up = [t for t in field_traces if isinstance(t, LookupTrace)]
-        for inner in embedded:
-            looked_up.extend(
-                t for ts in inner.traces.values() for t in ts if isinstance(t, LookupTrace)
-            )
-        if any(t.provider == "Environment Variables" for t in looked_up):
-            yield (*path, field)
-        # else: set by dlt itself (e.g. `local_dir`), never by the user
-
-
-def _check_keys(factory: Destination[Any, Any]) -> None:
-    """A key under the destination's section that dlt does not know is a typo: name it."""
-    name = factory.destination_name
-    spec = factory.spec
-    extra = {"table_format"} if destination_type(factory) == FILESYSTEM else set()
-    for source, path in _configured_paths(name):
-        problem = _unknown(spec, path, extra)
-        if problem is None:
-            continue
-        bad, choices = problem
-        suggestion = difflib.get_close_matches(path[bad], choices, n=1)
-        hint = (
-            f" (did you mean {_render(source, name, (*path[:bad], suggestion[0]))}?)"
-            if suggestion
-            else ""
-        )
-        raise DestinationSettingError(
-            f"unknown destination setting {_render(source, name, path[: bad + 1])}{hint}"
-        )
-
-
-def _render(source: str, name: str, path: tuple[str, ...]) -> str:
-    if source == "env":
-        return "__".join(("DESTINATION", name.upper(), *(p.upper() for p in path)))
-    return f"{path[-1]} under [{'.'.join(('destination', name, *path[:-1]))}] in {source}"
-
-
-def _configured_paths(name: str) -> Iterator[tuple[str, tuple[str, ...]]]:
-    prefix = f"DESTINATION__{name.upper()}__"
-    for key in os.environ:
-        if key.upper().startswith(prefix) and len(key) > len(prefix):
-            yield "env", tuple(p.lower() for p in key[len(prefix) :].split("__"))
-    providers = Container()[PluggableRunContext].providers.providers
-    for provider in providers:
-        doc = getattr(provider, "_config_doc", None)
-        section = (doc or {}).get("destination", {}).get(name) if isinstance(doc, dict) else None
-        if isinstance(section, dict):
-            for path in _leaf_paths(section, ()):
-                yield provider.name, path
-
-
-def _leaf_paths(node: Mapping[str, Any], path: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
-    for key, value in node.items():
-        if isinstance(value, Mapping) and value:
-            yield from _leaf_paths(value, (*path, key))
-        else:
-            yield (*path, key)
-
-
-def _unknown(
-    spec: type[BaseConfiguration], path: tuple[str, ...], extra: set[str]
-) -> tuple[int, list[str]] | None:
-    """Where `path` leaves the configuration `spec` (index, valid names there), else None."""
-    fields: dict[str, Any] = dict(spec.get_resolvable_fields())
-    fields.update(dict.fromkeys(extra, str))
-    for index, part in enumerate(path):
-        if part not in fields:
-            return index, sorted(fields)
-        configs, open_ended = _config_classes(fields[part])
-        if open_ended or not configs or index == len(path) - 1:
-            return None
-        fields = {}
-        for config in configs:
-            fields.update(config.get_resolvable_fields())
-    return None
-
-
-def _config_classes(hint: Any) -> tuple[list[type[BaseConfiguration]], bool]:
-    """Configuration classes in a field's type hint, and whether it also takes any mapping."""
-    configs: list[type[BaseConfiguration]] = []
-    open_ended = False
-    stack = [hint]
-    while stack:
-        current = stack.pop()
-        origin = typing.get_origin(current)
-        if origin in (typing.Union, types.UnionType):
-            stack.extend(typing.get_args(current))
-        elif origin in (typing.Annotated, typing.Final, typing.ClassVar):
-            stack.append(typing.get_args(current)[0])
-        elif isinstance(current, type) and issubclass(current, BaseConfiguration):
-            configs.append(current)
-        elif current in (dict, Any) or origin in (dict, Mapping, collections.abc.Mapping):
-            open_ended = True
-    return configs, open_ended

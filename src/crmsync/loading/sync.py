@@ -20,7 +20,8 @@ from dlt.pipeline.helpers import pipeline_drop
 
 from crmsync.failures import causes
 from crmsync.ledger import RUNS_COLUMNS, RUNS_TABLE, RunLedger
-from crmsync.loading.destinations import adapt_source, load_defaults, settle, table_row_counts
+from crmsync.loading.delta import settle, table_row_counts
+from crmsync.loading.destinations import adapt_source, load_defaults
 from crmsync.profiles.config_defaults import defaults
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, built_in_profile, list_fields
@@ -121,6 +122,8 @@ def _publish(pipeline_folder: Path) -> None:
 
 
 def make_pipeline(settings: RunSettings, pipelines_dir: str) -> dlt.Pipeline:
+    """dlt's pipeline for `settings`, working in `pipelines_dir`: the one way a run, a reset, a
+    tenant's last run and a dry run make it, so that they all name the same pipeline."""
     return dlt.pipeline(
         pipeline_name=settings.pipeline_name,
         destination=settings.destination,
@@ -169,7 +172,8 @@ def _run(
     try:
         pipeline.sync_destination()
         source = crm_source(connection, profile, sync, policy, ledger, reader)
-        source = adapt_source(source, settings, list_fields(profile or built_in_profile()))
+        fields = list_fields(profile or built_in_profile())
+        source = adapt_source(source, settings.destination, settings.table_format, fields)
         file_format = _file_format(pipeline, settings)
         _extract(pipeline, source, sync, file_format, policy, ledger)
         _leave_out(pipeline, source, ledger.unfinished)
@@ -178,13 +182,7 @@ def _run(
         ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
     ledger.finish()
     try:
-        # the ledger is extracted once the data is normalized: extracted before, it would change
-        # the schema under the data's package, and dlt warns of the differing schema hashes
-        pipeline.normalize()
-        staged_rows = _staged_rows(pipeline)
-        _extract_ledger(pipeline, ledger)
-        pipeline.normalize()
-        staged_rows.update(_staged_rows(pipeline))
+        staged_rows = _normalize_with_ledger(pipeline, ledger)
         file_bytes, columns = _load_file_bytes(pipeline), _widest_table(pipeline)
         with defaults(load_defaults(pipeline, staged_rows, file_format, file_bytes, columns)):
             info = pipeline.load()
@@ -267,6 +265,27 @@ def _leave_out(pipeline: dlt.Pipeline, source: DltSource, resources: Sequence[st
             table = job.job_file_info.table_name
             if table in tables or any(table.startswith(f"{t}__") for t in tables):
                 Path(job.file_path).unlink()
+
+
+def _normalize_with_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> dict[str, int]:
+    """Normalizes the data, then the ledger extracted after it; the rows per table staged.
+
+    Two normalize passes, because one would make dlt warn of differing schema hashes. The ledger
+    is only known once the data is extracted, so its rows are a second extract, a second load
+    package. Normalize takes packages one by one, each changing the schema it infers columns
+    into (a first run, a new field); a package extracted before the one ahead of it was
+    normalized keeps a schema that is no longer dlt's, which dlt warns of. Declaring the ledger's
+    table beforehand does not help (the data's columns change the schema); one extract of both
+    (one package) would empty `_crmsync_runs` on a full refresh, as dlt's `drop_data` applies to
+    every source of the call, and write the ledger as Parquet; a schema of its own would move
+    `_crmsync_runs` out of the data's schema. The second pass normalizes the ledger rows only.
+    """
+    pipeline.normalize()
+    staged_rows = _staged_rows(pipeline)
+    _extract_ledger(pipeline, ledger)
+    pipeline.normalize()
+    staged_rows.update(_staged_rows(pipeline))
+    return staged_rows
 
 
 def _staged_rows(pipeline: dlt.Pipeline) -> dict[str, int]:

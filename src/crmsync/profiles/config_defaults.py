@@ -14,10 +14,8 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import dlt
-from dlt.common.configuration.container import Container
 from dlt.common.configuration.providers import DictionaryProvider
-from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
-from dlt.common.utils import clone_dict_nested, update_dict_nested
+from dlt.common.utils import clone_dict_nested
 
 
 class CrmsyncDefaults(DictionaryProvider):
@@ -34,9 +32,9 @@ def defaults(values: dict[str, Any]) -> Iterator[None]:
     Nested uses add to the outer values; each restores what was there before on exit, also when
     the block raises (which dlt's own `DictionaryProvider.values` does not).
     """
-    providers = Container()[PluggableRunContext].providers
-    if _PROVIDER.name not in providers:
+    if _PROVIDER.name not in {provider.name for provider in dlt.config.config_providers}:
         dlt.config.register_provider(_PROVIDER)
     with _PROVIDER.preserve():
-        update_dict_nested(_PROVIDER._config_doc, clone_dict_nested(values))
+        for key, value in clone_dict_nested(values).items():
+            _PROVIDER.set_value(key, value, None)  # a dict merges into the one there
         yield

@@ -9,24 +9,17 @@ coerced: the column lands as `json`, its values as they came. No Arrow type read
 but a nested one (a struct, which would type every payload alike), and a `text` column cannot
 become `json` later, so the warning is dropped here instead — for a resource only when every
 other hinted column of its Arrow tables reads back exactly as hinted (`arrow_only_differs_in_json`),
-so that a real difference, such as a timestamp hinted with `precision = 3`, still warns.
+so that a real difference, such as a timestamp hinted with `precision = 3`, still warns. The
+filter itself, which matches dlt's words, is `crmsync.dlt_internals.JSON_TEXT_WARNINGS`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
 from dlt.common.libs.pyarrow import get_column_type_from_py_arrow
-
-ARROW_HINTS_WARNING = (
-    "In resource: {resource}, when merging arrow schema with dlt schema, several column hints"
-    " were different."
-)
-"""How dlt's extract (`ArrowExtractor._compute_tables`) begins the warning, pinned by a test."""
 
 _COMPARED = ("data_type", "precision", "scale", "timezone")
 
@@ -58,31 +51,3 @@ def arrow_only_differs_in_json(
             if key in hint and key in read_back and hint[key] != read_back[key]:
                 return False
     return True
-
-
-class JsonTextWarnings(logging.Filter):
-    """Drops dlt's Arrow hint warning for the resources registered with `expect`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._expected: set[str] = set()
-        self._lock = threading.Lock()
-
-    def expect(self, resource: str, expected: bool) -> None:
-        """Whether `resource`'s warning is the `json` one alone (set as each source is built)."""
-        with self._lock:
-            (self._expected.add if expected else self._expected.discard)(resource)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno != logging.WARNING:
-            return True
-        message = record.getMessage()
-        with self._lock:
-            return not any(
-                message.startswith(ARROW_HINTS_WARNING.format(resource=name))
-                for name in self._expected
-            )
-
-
-JSON_TEXT_WARNINGS = JsonTextWarnings()
-logging.getLogger("dlt").addFilter(JSON_TEXT_WARNINGS)

@@ -25,6 +25,7 @@ from dlt.common import jsonpath
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
 
+from crmsync.dlt_internals import SharedThroughConfig
 from crmsync.reading.page import Page
 from crmsync.reading.page_observer import PageObserver
 
@@ -50,7 +51,7 @@ class _PageAhead:
     check: PageCheck | None
 
 
-class PageLookahead:
+class PageLookahead(SharedThroughConfig):
     """Fetches the pages a paginator expects next, concurrently, before it asks for them.
 
     rest_api reads a resource's pages strictly one after another; over a 25 ms link that is
@@ -77,9 +78,6 @@ class PageLookahead:
         self.scarce: Callable[[], bool] = lambda: False
         """Whether requests are scarce (the session's budget: a quota, a rate limit): then a
         paginator asks for no page ahead that it does not know it needs."""
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> PageLookahead:
-        return self
 
     def expect(
         self, request: Request, param: str, values: Sequence[int], check: PageCheck | None = None

@@ -20,8 +20,6 @@ from typing import Any, cast
 
 import dlt
 from dlt.common import jsonpath
-from dlt.common.configuration.container import Container
-from dlt.common.pipeline import PipelineContext
 from dlt.extract import DltResource, DltSource
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from dlt.sources.helpers.rest_client.utils import join_url
@@ -30,6 +28,12 @@ from dlt.sources.rest_api import rest_api_source as dlt_rest_api_source
 from dlt.sources.rest_api.config_setup import create_paginator
 from dlt.sources.rest_api.typing import RESTAPIConfig
 
+from crmsync.dlt_internals import (
+    DEDUPLICATED_HINT,
+    JSON_TEXT_WARNINGS,
+    SharedThroughConfig,
+    active_pipeline,
+)
 from crmsync.ledger import ResourceObserver, RunLedger
 from crmsync.profiles.connection import DLT_AUTH_TYPES, CrmConnection, MissingSettingError
 from crmsync.profiles.cursor_format import CursorFormat
@@ -46,7 +50,7 @@ from crmsync.reading.arrow_pages import PageBatcher, TypedPages, arrow_type
 from crmsync.reading.cursor_values import CursorValues
 from crmsync.reading.dict_pages import stored_types
 from crmsync.reading.first_read import DeletedRecordFilter, replaces_merge
-from crmsync.reading.json_text_hints import JSON_TEXT_WARNINGS, arrow_only_differs_in_json
+from crmsync.reading.json_text_hints import arrow_only_differs_in_json
 from crmsync.reading.page import Page
 from crmsync.reading.page_observer import ObservedPaginator
 from crmsync.reading.page_reader import PageReader
@@ -60,8 +64,6 @@ from crmsync.reading.pagination import (
 from crmsync.redaction import register_secret, without_login
 from crmsync.transport.http_policy import HttpPolicy, check_transport, load_policy
 
-DEDUPLICATED_HINT = "x-stage-data-deduplicated"
-"""dlt's table hint that a load holds each primary key once: its merge skips the dedup pass."""
 DEFAULT_LOOKBACK_SECONDS = 60.0
 
 
@@ -383,10 +385,9 @@ def _without_hard_delete(columns: dict[str, dict[str, Any]]) -> dict[str, dict[s
 def _stored_tables() -> dict[str, Any]:
     """The tables of the source's schema as dlt's pipeline holds it before the run (restored
     from the destination): a column a previous run made keeps its type (`stored_types`)."""
-    context = Container()[PipelineContext]
-    if not context.is_active():
+    pipeline = active_pipeline()
+    if pipeline is None:
         return {}
-    pipeline = cast(dlt.Pipeline, context.pipeline())
     schema = pipeline.schemas.get(dlt.current.source_schema().name)
     return dict(schema.tables) if schema is not None else {}
 
@@ -430,7 +431,7 @@ def _parse_time(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-class _ReadStart:
+class _ReadStart(SharedThroughConfig):
     """The incremental `convert` hook: notes when this read began, in the resource's state.
 
     rest_api calls it once, as the resource starts reading, to turn the cursor into the
@@ -450,10 +451,6 @@ class _ReadStart:
         self.notes = notes
         """False for a backfill (`--until`), which leaves the resource's state as it was."""
         self.window_start: Any = None
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _ReadStart:
-        """rest_api deep-copies its config; the hook is the run's, shared with the ledger."""
-        return self
 
     def hold(self) -> None:
         """This read cannot vouch for its window: the next run reads it again, from where it

@@ -21,8 +21,8 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -40,14 +40,12 @@ from tenacity import (
     wait_exponential,
 )
 
+from crmsync.dlt_internals import SharedThroughConfig
 from crmsync.ledger import RunLedger
 from crmsync.redaction import redact_url, redact_urls_in
 from crmsync.transport.exchange import exchange
 from crmsync.transport.json_body import loads
 from crmsync.transport.pacing import Pacer, Ticket, retry_after_seconds
-
-if TYPE_CHECKING:
-    from requests.sessions import _Settings
 
 RETRYABLE_STATUSES = (429, 500, 502, 503, 504)
 
@@ -271,7 +269,7 @@ def _response_of(state: RetryCallState) -> requests.Response | None:
     return result if isinstance(result, requests.Response) else None
 
 
-class CrmSession(requests.Session):
+class CrmSession(SharedThroughConfig, requests.Session):
     """The session every resource's RESTClient shares: retries, timeouts, budget, ledger; each
     `200`'s body decoded by `decode`."""
 
@@ -299,7 +297,7 @@ class CrmSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
         self.headers["User-Agent"] = "crmsync"
-        self._environment: dict[tuple[str, str], _Settings] = {}
+        self._environment: dict[tuple[str, str], Mapping[str, Any]] = {}
         self._retrying = Retrying(
             retry=retry_any(
                 retry_if_status(policy.statuses()),
@@ -318,10 +316,6 @@ class CrmSession(requests.Session):
             reraise=True,
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         )
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CrmSession:
-        """rest_api deep-copies its config to validate it; the session is shared, not config."""
-        return self
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         try:
@@ -368,7 +362,7 @@ class CrmSession(requests.Session):
 
     def merge_environment_settings(
         self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> _Settings:
+    ) -> Any:  # requests' own type for it is private (`_Settings`)
         """requests reads the proxy and CA variables of the environment again for every request
         (a tenth of the CPU a page costs the main thread); they depend on the host alone, so a
         session keeps each host's answer."""

@@ -1,0 +1,259 @@
+"""Each reliance of crmsync on dlt behaviour no public API offers (`crmsync.dlt_internals`),
+pinned: every test fails when dlt changes what crmsync relies on."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pytest
+import requests
+import urllib3
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.schema.typing import MERGE_DISPOSITION_HINTS
+from dlt.sources.helpers.rest_client.paginators import SinglePagePaginator
+from dlt.sources.rest_api import rest_api_resources
+from requests.adapters import HTTPAdapter
+
+from crmsync.dlt_internals import (
+    ARROW_HINTS_WARNING,
+    DEDUPLICATED_HINT,
+    JSON_TEXT_WARNINGS,
+    SharedThroughConfig,
+    active_pipeline,
+    missing_settings,
+)
+
+BASE_URL = "http://crm.test"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class _CannedPages(HTTPAdapter):
+    """Answers without a network: `/things` lists two things, each thing's details one record."""
+
+    def send(
+        self, request: requests.PreparedRequest, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        path = str(request.path_url)
+        page = (
+            b'[{"id": 1}, {"id": 2}]'
+            if path == "/things"
+            else b'[{"detail": "%s"}]' % (path.encode())
+        )
+        body = urllib3.HTTPResponse(
+            body=io.BytesIO(page),
+            status=200,
+            headers={"Content-Type": "application/json"},
+            preload_content=False,
+        )
+        return self.build_response(request, body)
+
+
+class _CopyCounting(requests.Session):
+    def __init__(self) -> None:
+        super().__init__()
+        self.copies = 0
+        self.mount("http://", _CannedPages())
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CopyCounting:
+        self.copies += 1
+        return self
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.pages = 0
+
+
+class _SharedTally(SharedThroughConfig, _Tally):
+    pass
+
+
+class _Counting(SinglePagePaginator):
+    """A paginator that counts the pages it sees into `tally`, as crmsync's count into the
+    run's ledger."""
+
+    def __init__(self, tally: _Tally) -> None:
+        super().__init__()
+        self.tally = tally
+
+    def update_state(self, response: requests.Response, data: list[Any] | None = None) -> None:
+        self.tally.pages += 1
+        super().update_state(response, data)
+
+
+def _read(session: requests.Session, details_paginator: Any = "single_page") -> list[Any]:
+    things = {"name": "things", "endpoint": {"path": "/things", "paginator": "single_page"}}
+    details = {
+        "name": "details",
+        "endpoint": {
+            "path": "/things/{resources.things.id}/details",
+            "paginator": details_paginator,
+        },
+    }
+    config: Any = {
+        "client": {"base_url": BASE_URL, "session": session},
+        "resources": [things, details],
+    }
+    resources = {r.name: r for r in rest_api_resources(config)}
+    return list(resources["details"])
+
+
+def test_rest_api_deep_copies_the_config_it_is_given() -> None:
+    """So the session (which holds locks, and cannot be copied) must survive `deepcopy`."""
+    session = _CopyCounting()
+
+    _read(session)
+
+    assert session.copies >= 1
+
+
+def test_rest_api_reads_each_parent_record_with_a_copy_of_the_paginator() -> None:
+    """So what a paginator shares with the run (crmsync's ledger observer, its look-ahead)
+    would count into copies."""
+    tally = _Tally()
+
+    details = _read(_CopyCounting(), _Counting(tally))
+
+    assert len(details) == 2
+    assert tally.pages == 0
+
+
+def test_what_a_copied_paginator_shares_through_config_stays_the_runs() -> None:
+    tally = _SharedTally()
+
+    _read(_CopyCounting(), _Counting(tally))
+
+    assert tally.pages == 2
+
+
+def test_the_active_pipeline_is_the_one_last_made(tmp_path: Path) -> None:
+    pipeline = dlt.pipeline(pipeline_name="crmsync_pin", pipelines_dir=str(tmp_path))
+
+    assert active_pipeline() is pipeline
+
+
+def test_without_a_pipeline_none_is_active_and_none_is_made() -> None:
+    code = (
+        "from crmsync.dlt_internals import active_pipeline;"
+        "print(active_pipeline() is None, active_pipeline() is None)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+
+    assert done.stdout.split() == ["True", "True"]
+
+
+def _missing(tmp_path: Path) -> ConfigFieldMissingException:
+    pipeline = dlt.pipeline(
+        pipeline_name="crmsync_pin", destination="postgres", pipelines_dir=str(tmp_path)
+    )
+    with pytest.raises(ConfigFieldMissingException) as raised:
+        pipeline.destination_client()
+    return raised.value
+
+
+def test_wholly_missing_credentials_are_one_setting(workdir: Path) -> None:
+    assert missing_settings(_missing(workdir)) == [("credentials",)]
+
+
+def test_partly_set_credentials_name_each_missing_field(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS__HOST", "db.example.com")
+
+    assert sorted(missing_settings(_missing(workdir))) == [
+        ("credentials", "database"),
+        ("credentials", "password"),
+        ("credentials", "username"),
+    ]
+
+
+def test_the_public_deduplicated_option_is_the_hint() -> None:
+    assert MERGE_DISPOSITION_HINTS["deduplicated"] == DEDUPLICATED_HINT
+
+
+@pytest.mark.parametrize(("hinted", "rows"), [(True, 2), (False, 1)])
+def test_a_merge_hinted_deduplicated_skips_its_dedup_pass(
+    tmp_path: Path, hinted: bool, rows: int
+) -> None:
+    """A load of one key twice: both rows land when the hint says each key is there once."""
+    pipeline = dlt.pipeline(
+        pipeline_name="crmsync_pin",
+        destination=dlt.destinations.duckdb(str(tmp_path / "things.duckdb")),
+        dataset_name="pin",
+        pipelines_dir=str(tmp_path),
+    )
+    things = dlt.resource(
+        [{"id": 1, "v": "a"}, {"id": 1, "v": "b"}],
+        name="things",
+        primary_key="id",
+        write_disposition="merge",
+    )
+    if hinted:
+        things.apply_hints(additional_table_hints={DEDUPLICATED_HINT: True})
+
+    pipeline.run(things)
+
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("select count(*) from things")[0][0] == rows
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def dlt_warnings() -> Iterator[list[str]]:
+    """What dlt's logger lets through (it prints itself and does not propagate)."""
+    logger = logging.getLogger("dlt")
+    handler = _Captured()
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+
+
+def _extract_json_as_text(workdir: Path, name: str) -> None:
+    table = pa.table({"id": [1], "payload": ['{"a": 1}']})
+    resource = dlt.resource([table], name=name, columns={"payload": {"data_type": "json"}})
+    pipeline = dlt.pipeline(f"pin_{name}", pipelines_dir=str(workdir), destination="duckdb")
+    pipeline.extract(resource)
+
+
+def test_dlt_warns_of_json_held_as_text_in_the_words_matched(
+    workdir: Path, dlt_warnings: list[str]
+) -> None:
+    """Pins dlt: when this fails, dlt reads JSON text as `json` (drop the filter) or words the
+    warning otherwise (update `ARROW_HINTS_WARNING`)."""
+    _extract_json_as_text(workdir, "unregistered")
+
+    expected = ARROW_HINTS_WARNING.format(resource="unregistered")
+    assert [m for m in dlt_warnings if m.startswith(expected)] != [], dlt_warnings
+
+
+def test_a_registered_resource_s_warning_is_dropped_and_no_other(
+    workdir: Path, dlt_warnings: list[str]
+) -> None:
+    JSON_TEXT_WARNINGS.expect("registered", True)
+    try:
+        _extract_json_as_text(workdir, "registered")
+        _extract_json_as_text(workdir, "other")
+    finally:
+        JSON_TEXT_WARNINGS.expect("registered", False)
+
+    assert [m.split(",")[0] for m in dlt_warnings] == ["In resource: other"]
