@@ -21,6 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -W error -q -n auto --maxprocesses=4 --durations=15
 
 # Airflow and dlt's dashboard in their own venv (the main one needs neither); Airflow and
@@ -41,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 soak: $(STAMP)
 	CRMSYNC_SOAK_SYNCS=$${CRMSYNC_SOAK_SYNCS:-25} $(BIN)/pytest -W error -q -s tests/test_soak.py
