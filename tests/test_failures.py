@@ -23,9 +23,9 @@ from crmsync.failures import (
     quota_reached,
 )
 from crmsync.ledger import IncompleteReadError, QuotaCutReplaceError
+from crmsync.reading.page_shape import NotAPageError
 from crmsync.transport.exchange import TooManyRedirectsError
 from crmsync.transport.http_policy import InsecureTransportError, MalformedBodyError, QuotaReached
-from crmsync.transport.page_shape import NotAPageError
 
 URL = "http://crm.test/contacts?include_deleted=true&page[limit]=500&page[page]=3"
 REQUEST_LINE = "GET /contacts?include_deleted=true&page[limit]=500&page[page]=3"
@@ -33,6 +33,12 @@ REQUEST_LINE = "GET /contacts?include_deleted=true&page[limit]=500&page[page]=3"
 
 def request(url: str = URL) -> requests.PreparedRequest:
     return requests.Request("GET", url).prepare()
+
+
+def sent(error: requests.RequestException) -> requests.RequestException:
+    """`error` as the session raises it: with the request it failed."""
+    error.request = request()
+    return error
 
 
 def answered(status: int, reason: str, url: str = URL) -> requests.HTTPError:
@@ -140,7 +146,7 @@ class StepFailed(PipelineStepFailed):
             ),
         ),
         (
-            NotAPageError("no list under `contacts`", request=request()),
+            sent(NotAPageError("no list under `contacts`")),
             2,
             Failure(
                 EXIT_SOURCE,

@@ -14,8 +14,9 @@ and what to do, not the chain. Exit codes:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -59,6 +60,66 @@ def describe(error: BaseException, attempts: int | None = None) -> Failure:
     return Failure(failure.exit_code, redact_urls_in(failure.message))
 
 
+@dataclass(frozen=True)
+class _RequestFailure:
+    """How a request that failed in this way reads: `<resource>: GET /path <what>[ after N
+    attempts]; <advice>`."""
+
+    kind: type[requests.RequestException]
+    exit_code: int
+    what: Callable[[requests.RequestException], str]
+    advice: str
+    retried: bool = True
+
+
+_REQUEST_FAILURES = (
+    _RequestFailure(
+        QuotaReached,
+        EXIT_QUOTA,
+        lambda error: f"was not sent: {error} (max_requests)",
+        "nothing was loaded; run again, or raise max_requests",
+        retried=False,
+    ),
+    _RequestFailure(
+        NotAPageError,
+        EXIT_SOURCE,
+        lambda error: (
+            "answered 200 with a body that is not a page of records"
+            f" ({cast(NotAPageError, error).reason})"
+        ),
+        "the CRM is failing, try again later",
+    ),
+    _RequestFailure(
+        TooManyRedirectsError,
+        EXIT_SOURCE,
+        lambda error: f"was {error}",
+        "check the base URL, or the proxy or load balancer in front of the CRM",
+        retried=False,
+    ),
+    _RequestFailure(
+        MalformedBodyError,
+        EXIT_SOURCE,
+        lambda error: "returned 200 with a body that is not JSON",
+        "the CRM is failing, try again later",
+    ),
+    _RequestFailure(
+        requests.Timeout,
+        EXIT_SOURCE,
+        lambda error: "timed out",
+        "the CRM is slow or unreachable (timeouts: [sources.crm.http] request_deadline,"
+        " read_timeout, connect_timeout)",
+    ),
+    _RequestFailure(
+        requests.ConnectionError,
+        EXIT_SOURCE,
+        lambda error: "failed: connection error",
+        "check the base URL and the network",
+    ),
+)
+"""In the order they are told apart: a connect timeout is both a `Timeout` and a
+`ConnectionError`."""
+
+
 def _describe(error: BaseException, attempts: int | None) -> Failure:
     chain = list(causes(error))
     resource = next((e.pipe_name for e in chain if isinstance(e, PipeException)), None)
@@ -72,33 +133,17 @@ def _describe(error: BaseException, attempts: int | None) -> Failure:
                 f"{cause}; nothing was loaded; raise max_requests, or refresh fewer resources"
                 " at a time (--resources)",
             )
-        if isinstance(cause, QuotaReached):
-            return Failure(
-                EXIT_QUOTA,
-                f"{prefix}{_request_line(cause)} was not sent: {cause} (max_requests); nothing"
-                " was loaded; run again, or raise max_requests",
-            )
         if isinstance(cause, IncompleteReadError):
             return Failure(
                 EXIT_SOURCE, f"{cause}; the read is incomplete, so nothing was loaded; rerun later"
             )
-        if isinstance(cause, NotAPageError):
+        kind = next((k for k in _REQUEST_FAILURES if isinstance(cause, k.kind)), None)
+        if kind is not None:
+            assert isinstance(cause, requests.RequestException)
+            after = _after(attempts) if kind.retried else ""
             return Failure(
-                EXIT_SOURCE,
-                f"{prefix}{_request_line(cause)} answered 200 with a body that is not a page of"
-                f" records ({cause.reason}){_after(attempts)}; the CRM is failing, try again later",
-            )
-        if isinstance(cause, TooManyRedirectsError):
-            return Failure(
-                EXIT_SOURCE,
-                f"{prefix}{_request_line(cause)} was {cause}; check the base URL, or the"
-                " proxy or load balancer in front of the CRM",
-            )
-        if isinstance(cause, MalformedBodyError):
-            return Failure(
-                EXIT_SOURCE,
-                f"{prefix}{_request_line(cause)} returned 200 with a body that is not JSON"
-                f"{_after(attempts)}; the CRM is failing, try again later",
+                kind.exit_code,
+                f"{prefix}{_request_line(cause)} {kind.what(cause)}{after}; {kind.advice}",
             )
         if isinstance(cause, requests.HTTPError) and cause.response is not None:
             status = cause.response.status_code
@@ -110,19 +155,6 @@ def _describe(error: BaseException, attempts: int | None) -> Failure:
                 EXIT_CONFIG if auth else EXIT_SOURCE,
                 f"{prefix}{_request_line(cause)} answered {status} {reason}"
                 f"{_after(attempts) if retried else ''}; {advice}",
-            )
-        if isinstance(cause, requests.Timeout):
-            return Failure(
-                EXIT_SOURCE,
-                f"{prefix}{_request_line(cause)} timed out{_after(attempts)}; the CRM is slow"
-                " or unreachable (timeouts: [sources.crm.http] request_deadline, read_timeout,"
-                " connect_timeout)",
-            )
-        if isinstance(cause, requests.ConnectionError):
-            return Failure(
-                EXIT_SOURCE,
-                f"{prefix}{_request_line(cause)} failed: connection error{_after(attempts)};"
-                " check the base URL and the network",
             )
         if isinstance(cause, InsecureTransportError):
             return Failure(EXIT_CONFIG, str(cause))
