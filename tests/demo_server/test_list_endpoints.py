@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -347,12 +348,15 @@ def test_every_request_is_logged_with_its_params_status_and_row_count(server: De
 def test_latency_is_added_to_every_request_and_counted_from_arrival(server: DemoServer) -> None:
     server.clear_requests()
     server.latency_ms = 150
+    waits: list[tuple[float, float]] = []
+    server.sleep = lambda seconds: waits.append((seconds, time.time()))
     try:
         response = get(server, "/products")
     finally:
         server.latency_ms = 0
 
     assert response.status_code == 200
-    assert response.elapsed.total_seconds() >= 0.15
+    ((seconds, waited_at),) = waits
+    assert seconds == 0.15
     (entry,) = server.requests
-    assert entry.finished_at - entry.at >= 0.15
+    assert entry.at <= waited_at <= entry.finished_at

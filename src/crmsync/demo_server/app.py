@@ -260,7 +260,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         if demo.latency_ms > 0:
-            time.sleep(demo.latency_ms / 1000)
+            demo.sleep(demo.latency_ms / 1000)
         endpoint = _ENDPOINTS.get(url.path)
         fault = None
         response: _Response | None
@@ -433,6 +433,8 @@ class DemoServer:
         self.store = CrmStore(sizes, seed)
         self.faults = FaultPlan()
         self.latency_ms = latency_ms
+        self.sleep: Callable[[float], None] = time.sleep
+        """How a request waits out the latency (a test records the waits instead)."""
         self.before_page: PageHook | None = None
         """Called in the request's thread just before a page is cut from the list, with the
         resource, the page number and the query: a test moves the list at chosen moments
