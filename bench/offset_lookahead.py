@@ -34,6 +34,7 @@ from typing import Any
 import dlt
 
 from crmsync import rest_api_source
+from crmsync.reading.lookahead import ReadContext
 from crmsync.reading.offset_pagination import OffsetPaginator
 from crmsync.reading.page_reader import PageReader
 from crmsync.transport.http_policy import load_policy
@@ -72,8 +73,8 @@ def run_once(base_url: str, page_size: int, ahead: bool, folder: Path) -> tuple[
         limit=page_size,
         offset_param="start",
         has_more_path=HAS_MORE,
-        lookahead=reader.lookahead if ahead else None,
-        view_filters=[],  # a first read of a list in id order keeps its positions
+        # a first read of a list in id order keeps its positions: no view filters
+        context=ReadContext(lookahead=reader.lookahead if ahead else None, view_filters=[]),
     )
     config: Any = {
         "client": {

@@ -10,6 +10,7 @@ import pytest
 import requests
 from requests import PreparedRequest, Request, Response
 
+from crmsync.reading.lookahead import ReadContext
 from crmsync.reading.pagination import PageLookahead, PageNumberPaginator
 from crmsync.transport.http_policy import RequestBudget
 
@@ -69,9 +70,7 @@ def reader(
     paginator = PageNumberPaginator(
         page_param="page",
         limit=10,
-        observer=observer,
-        lookahead=lookahead,
-        view_filters=view_filters,
+        context=ReadContext(observer, lookahead, view_filters),
     )
     request = Request("GET", URL, params=dict(params))
     paginator.init_request(request)

@@ -16,6 +16,7 @@ from dlt.sources.rest_api.config_setup import create_paginator, get_paginator_cl
 from requests import PreparedRequest, Request, Response
 
 from crmsync import rest_api_source
+from crmsync.reading.lookahead import ReadContext
 from crmsync.reading.offset_pagination import OffsetPaginator
 from crmsync.reading.page_reader import PageReader
 from crmsync.reading.pagination import PageLookahead, paginator_from_config
@@ -97,7 +98,7 @@ def reader(
     observer = Observer()
     options.setdefault("offset_param", "start")
     paginator = OffsetPaginator(
-        limit=10, observer=observer, lookahead=lookahead, view_filters=view_filters, **options
+        limit=10, context=ReadContext(observer, lookahead, view_filters), **options
     )
     request = Request("GET", URL, params=dict(params or {}))
     paginator.init_request(request)
@@ -236,7 +237,7 @@ def test_a_crm_offset_config_dict_becomes_an_instance_with_the_runs_observer() -
     observer = Observer()
     config = {"type": "crm_offset", "offset_param": "start", "limit": 100, "has_more_path": "m"}
 
-    paginator = paginator_from_config(config, observer, lookahead, ["since"])
+    paginator = paginator_from_config(config, ReadContext(observer, lookahead, ["since"]))
 
     assert isinstance(paginator, OffsetPaginator)
     assert (paginator.offset_param, paginator.limit, paginator.observer) == ("start", 100, observer)
@@ -262,7 +263,9 @@ def test_an_offset_paged_api_loads_whole_over_http_through_rest_api_source(
     options = {"offset_param": "start", "limit": 100, "has_more_path": HAS_MORE}
     paginator: Any = {"type": "crm_offset", **options}
     if ahead:  # a first read of a list in id order: a doubling window of offsets ahead
-        paginator = OffsetPaginator(**options, lookahead=reader.lookahead, view_filters=[])
+        paginator = OffsetPaginator(
+            **options, context=ReadContext(lookahead=reader.lookahead, view_filters=[])
+        )
     with PipedriveLike(persons=1000, deals=0) as server:
         source = rest_api_source(
             {

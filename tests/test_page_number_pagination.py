@@ -14,6 +14,7 @@ import requests
 from dlt.sources.rest_api.config_setup import create_paginator, get_paginator_class
 from requests import PreparedRequest, Request, Response
 
+from crmsync.reading.lookahead import ReadContext
 from crmsync.reading.pagination import PageLookahead, PageNumberPaginator, paginator_from_config
 
 URL = "http://crm.test/contacts"
@@ -71,7 +72,7 @@ def reader(
 ) -> tuple[PageNumberPaginator, Request, Observer]:
     observer = Observer()
     options.setdefault("limit", 10)
-    paginator = PageNumberPaginator(observer=observer, lookahead=lookahead, **options)
+    paginator = PageNumberPaginator(context=ReadContext(observer, lookahead), **options)
     request = Request("GET", URL, params={})
     paginator.init_request(request)
     return paginator, request, observer
@@ -183,7 +184,7 @@ def test_a_crm_page_number_config_dict_becomes_an_instance_with_the_runs_observe
         "limit": 500,
     }
 
-    paginator = paginator_from_config(config, observer, lookahead, ["updated_since"])
+    paginator = paginator_from_config(config, ReadContext(observer, lookahead, ["updated_since"]))
 
     assert isinstance(paginator, PageNumberPaginator)
     assert (paginator.page_param, paginator.limit_param, paginator.limit) == (

@@ -127,6 +127,17 @@ class PageLookahead(SharedThroughConfig):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+@dataclass(frozen=True)
+class ReadContext:
+    """What a run gives each of crmsync's paginators besides its config: the ledger's observer,
+    the look-ahead, and the filters that narrow the read's list (`PositionalPaginator`'s
+    `view_filters`). dlt, building one from a profile on its own, gives none."""
+
+    observer: PageObserver | None = None
+    lookahead: PageLookahead | None = None
+    view_filters: Sequence[str] | None = None
+
+
 class PositionalPaginator(BasePaginator):
     """A read of pages cut by position: page `i` (0, 1, 2, ...) is requested with `param` set
     to `value(i)`, the page size in `limit_param` on every request.
@@ -163,11 +174,10 @@ class PositionalPaginator(BasePaginator):
         limit_param: str | None,
         limit: int | None,
         total_path: jsonpath.TJsonPath | None,
-        observer: PageObserver | None = None,
-        lookahead: PageLookahead | None = None,
-        view_filters: Sequence[str] | None = None,
+        context: ReadContext | None = None,
     ) -> None:
         super().__init__()
+        context = context or ReadContext()
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise ValueError(f"page size `limit` must be an integer, got {limit!r}")
         if limit is not None and limit < 1:
@@ -176,9 +186,9 @@ class PositionalPaginator(BasePaginator):
         self.limit_param = limit_param
         self.limit = limit
         self.total_path = jsonpath.compile_path(total_path) if total_path else None
-        self.observer = observer
-        self.lookahead = lookahead
-        self.view_filters = None if view_filters is None else tuple(view_filters)
+        self.observer = context.observer
+        self.lookahead = context.lookahead
+        self.view_filters = None if context.view_filters is None else tuple(context.view_filters)
         self.position = 0
         """The page of the read requested last: 0 for the first."""
         self.rows_seen = 0

@@ -7,14 +7,11 @@ full page always leads to the next request, and the next offsets are fetched ahe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from dlt.common import jsonpath
 from dlt.sources.rest_api.config_setup import register_paginator
 from requests import Response
 
-from crmsync.reading.lookahead import PageLookahead, PositionalPaginator
-from crmsync.reading.page_observer import PageObserver
+from crmsync.reading.lookahead import PositionalPaginator, ReadContext
 
 OFFSET_TYPE = "crm_offset"
 """The paginator `type` name of `OffsetPaginator` (dlt's `offset` keeps dlt's meaning)."""
@@ -51,13 +48,9 @@ class OffsetPaginator(PositionalPaginator):
         offset: int = 0,
         total_path: jsonpath.TJsonPath | None = None,
         has_more_path: jsonpath.TJsonPath | None = None,
-        observer: PageObserver | None = None,
-        lookahead: PageLookahead | None = None,
-        view_filters: Sequence[str] | None = None,
+        context: ReadContext | None = None,
     ) -> None:
-        super().__init__(
-            offset_param, limit_param, limit, total_path, observer, lookahead, view_filters
-        )
+        super().__init__(offset_param, limit_param, limit, total_path, context)
         self.limit: int = limit
         self.offset_param = offset_param
         self.base_offset = offset

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from dlt.common import jsonpath
@@ -23,6 +22,7 @@ from crmsync.reading.lookahead import (
     PageFetcher,
     PageLookahead,
     PositionalPaginator,
+    ReadContext,
 )
 from crmsync.reading.offset_pagination import OFFSET_TYPE, OffsetPaginator
 from crmsync.reading.page import Page
@@ -71,13 +71,9 @@ class PageNumberPaginator(PositionalPaginator):
         base_page: int = 1,
         total_path: jsonpath.TJsonPath | None = "meta.total",
         maximum_page: int | None = None,
-        observer: PageObserver | None = None,
-        lookahead: PageLookahead | None = None,
-        view_filters: Sequence[str] | None = None,
+        context: ReadContext | None = None,
     ) -> None:
-        super().__init__(
-            page_param, limit_param, limit, total_path, observer, lookahead, view_filters
-        )
+        super().__init__(page_param, limit_param, limit, total_path, context)
         self.page_param = page_param
         self.base_page = base_page
         self.maximum_page = maximum_page
@@ -112,12 +108,7 @@ PAGINATOR_TYPES: dict[str, type[PositionalPaginator]] = {
 register_paginator(PAGE_NUMBER_TYPE, PageNumberPaginator)
 
 
-def paginator_from_config(
-    config: Any,
-    observer: PageObserver | None = None,
-    lookahead: PageLookahead | None = None,
-    view_filters: Sequence[str] | None = None,
-) -> Any:
+def paginator_from_config(config: Any, context: ReadContext | None = None) -> Any:
     """An instance for a config dict of one of crmsync's paginators (`PAGINATOR_TYPES`); any
     other paginator config as it is.
 
@@ -129,7 +120,7 @@ def paginator_from_config(
         return config
     kwargs = {key: value for key, value in config.items() if key != "type"}
     paginator = PAGINATOR_TYPES[config["type"]]
-    return paginator(**kwargs, observer=observer, lookahead=lookahead, view_filters=view_filters)
+    return paginator(**kwargs, context=context)
 
 
 class RepeatObserver(Protocol):

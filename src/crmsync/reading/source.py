@@ -51,6 +51,7 @@ from crmsync.reading.cursor_values import CursorValues
 from crmsync.reading.dict_pages import stored_types
 from crmsync.reading.first_read import DeletedRecordFilter, replaces_merge
 from crmsync.reading.json_text_hints import arrow_only_differs_in_json
+from crmsync.reading.lookahead import ReadContext
 from crmsync.reading.page import Page
 from crmsync.reading.page_observer import ObservedPaginator
 from crmsync.reading.page_reader import PageReader
@@ -290,7 +291,9 @@ class _ResourceRead:
         if paginator is not None:
             filters = [cursor.start_param, cursor.end_param] if cursor else []
             view_filters = [f for f in filters if f] if self.deduplicated else None
-            instance = paginator_from_config(paginator, self.observer, lookahead, view_filters)
+            instance = paginator_from_config(
+                paginator, ReadContext(self.observer, lookahead, view_filters)
+            )
             if not isinstance(instance, BasePaginator):
                 instance = create_paginator(instance)
             endpoint["paginator"] = ObservedPaginator(instance, self.plan.name, self.observer)
@@ -497,5 +500,5 @@ def rest_api_source(config: Profile, **kwargs: Any) -> DltSource:
             seed = endpoint["paginator"]
             if seed.get("type") == "page_number":
                 seed = {**seed, "type": PAGE_NUMBER_TYPE}
-            endpoint["paginator"] = paginator_from_config(seed, lookahead=lookahead)
+            endpoint["paginator"] = paginator_from_config(seed, ReadContext(lookahead=lookahead))
     return dlt_rest_api_source(cast(RESTAPIConfig, config), **kwargs)
