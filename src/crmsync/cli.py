@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -414,7 +414,7 @@ def check(
         plans = plan_resources(profile)
         auth = create_auth(cast(Any, connection.dlt_auth()))
     worst = 0
-    with PageReader(policy) as reader:
+    with closing(PageReader(policy)) as reader:
         session = reader.session
         session.auth = auth
         endpoints = [(plan.path, plan.records_key) for plan in plans]

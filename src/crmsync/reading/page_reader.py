@@ -13,7 +13,6 @@ check, and closes them together.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any
 
 from crmsync.ledger import RunLedger
@@ -66,14 +65,3 @@ class PageReader:
         self.lookahead.close()
         self.decoder.close()
         self.session.close()
-
-    def __enter__(self) -> PageReader:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
