@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,39 @@ def test_a_registered_resource_s_warning_is_dropped_and_no_other(
         JSON_TEXT_WARNINGS.expect("registered", False)
 
     assert [m.split(",")[0] for m in dlt_warnings] == ["In resource: other"]
+
+
+class _ThreadRecording(requests.Session):
+    """Answers `/things` without a network, noting the thread each request is sent from."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.mount("http://", _CannedPages())
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.threads.append(threading.current_thread().name)
+        return super().send(request, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _ThreadRecording:
+        return self
+
+
+@pytest.mark.parametrize("parallelize_after", [False, True], ids=["rest-api-flag", "after-build"])
+def test_rest_api_parallelized_reads_on_the_main_thread_unless_parallelized_once_built(
+    parallelize_after: bool, tmp_path: Path
+) -> None:
+    """dlt 1.31's rest_api drops `parallelized` (the parallel wrapper is replaced by the clone
+    binding makes); `crmsync.reading.source._take_parallelized` calls `parallelize` on the
+    built resource instead. When the flag works, the workaround can go."""
+    session = _ThreadRecording()
+    things = {"name": "things", "parallelized": True, "endpoint": {"path": "/things"}}
+    config: Any = {"client": {"base_url": BASE_URL, "session": session}, "resources": [things]}
+    (resource,) = rest_api_resources(config)
+    if parallelize_after:
+        resource.parallelize()
+
+    dlt.pipeline("pinned_parallel", pipelines_dir=str(tmp_path)).extract(resource)
+
+    on_main = [name == threading.main_thread().name for name in session.threads]
+    assert on_main == [not parallelize_after]

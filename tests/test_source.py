@@ -11,7 +11,7 @@ import dlt
 import pytest
 from dlt.common.exceptions import DictValidationException
 
-from crmsync.demo_server import DemoServer
+from crmsync.demo_server import DemoServer, Fault
 from crmsync.reading.source import SyncOptions
 from tests.support.destinations import DuckDBDestination
 from tests.support.syncs import RESOURCES, SMALL_SIZES, fast_policy, sync
@@ -54,6 +54,25 @@ def test_page_boundaries_load_every_record_and_end_at_the_first_short_page(
         )
         size_param = "limit" if resource == "events" else "page[limit]"
         assert {r.params[size_param] for r in seen} == {str(PAGE_SIZE)}
+
+
+@pytest.mark.destinations("duckdb")
+def test_a_page_kept_waiting_holds_up_no_other_resource(
+    start_crm: Any, destination: DuckDBDestination
+) -> None:
+    """Each resource reads on dlt's thread pool: while a slow CRM (or a `Retry-After`) keeps
+    one page waiting, the other resources go on reading."""
+    server = start_crm({**SMALL_SIZES, "events": 6 * PAGE_SIZE})
+    server.faults.add(Fault("/contacts", "hang", seconds=2.0))
+
+    # under a ceiling, events (no total) is read one page after another: no page ahead
+    sync(server, destination, policy=fast_policy(max_requests_per_second=1000))
+
+    (held,) = [r for r in server.requests_for("contacts") if r.fault == "hang"]
+    events = server.requests_for("events")
+    assert len(events) == 7
+    assert [r for r in events if r.at > held.finished_at] == []
+    assert destination.current_ids("events") == sorted(server.store.ids("events"))
 
 
 def test_second_sync_adds_no_duplicates(crm: DemoServer, destination: DuckDBDestination) -> None:

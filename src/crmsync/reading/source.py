@@ -170,11 +170,33 @@ def _crm(
             if records_key and read.plan.path not in dicts_only:
                 url = join_url(connection.base_url, read.plan.path)
                 workers.register(url, records_key, read.page_types, read.deleted_filter)
+    parallel = _take_parallelized(config["resources"], reads)
     resources = rest_api_resources(cast(RESTAPIConfig, config))
     by_name = {read.plan.name: read for read in reads}
     for resource in resources:
+        if resource.name in parallel:
+            resource.parallelize()
         by_name[resource.name].add_steps(resource)
     return resources
+
+
+def _take_parallelized(configs: list[dict[str, Any]], reads: list[_ResourceRead]) -> set[str]:
+    """The resources read on dlt's thread pool (`parallelized`), taken out of the config of
+    those that depend on no other, to be parallelized once built (`DltResource.parallelize`).
+
+    rest_api 1.31 passes `parallelized` to `dlt.resource`, whose parallel wrapper copies the
+    config wrapper's `__GEN__`; binding the endpoint's arguments clones the resource, and the
+    clone restores `__GEN__`: the resource is read on the run's main thread after all, one page
+    of one resource at a time, so that a page waiting out a `Retry-After` holds up every
+    resource (pinned by `tests/test_dlt_internals.py`). A dependent resource keeps the key:
+    rest_api reads its parents' records in parallel itself.
+    """
+    dependent = {read.plan.name for read in reads if _parents(read.plan)}
+    return {
+        str(resource["name"])
+        for resource in configs
+        if resource["name"] not in dependent and resource.pop("parallelized", False)
+    }
 
 
 class _ResourceRead:
@@ -362,19 +384,23 @@ _REFERENCE = re.compile(r"resources\.([A-Za-z0-9_]+)\.")
 
 
 def _resolved_by_others(plans: list[ResourcePlan]) -> set[str]:
-    """The resources whose records another resource reads (`{resources.accounts.id}` in a
-    path or param, a `resolve` param, `include_from_parent`): rest_api hands their records to
-    it as dicts."""
+    """The resources whose records another resource reads: rest_api hands their records to it
+    as dicts."""
+    return {parent for plan in plans for parent in _parents(plan)}
+
+
+def _parents(plan: ResourcePlan) -> set[str]:
+    """The resources whose records `plan`'s resource reads (`{resources.accounts.id}` in a path
+    or param, a `resolve` param, `include_from_parent`): rest_api makes it their transformer."""
+    endpoint = plan.config["endpoint"]
     parents = set()
-    for plan in plans:
-        endpoint = plan.config["endpoint"]
-        for value in [endpoint.get("path"), *(endpoint.get("params") or {}).values()]:
-            if isinstance(value, dict) and value.get("type") == "resolve":
-                parents.add(str(value.get("resource")))
-            elif isinstance(value, str):
-                parents.update(_REFERENCE.findall(value))
-        if isinstance(endpoint.get("json"), dict):
-            parents.update(_REFERENCE.findall(str(endpoint["json"])))
+    for value in [endpoint.get("path"), *(endpoint.get("params") or {}).values()]:
+        if isinstance(value, dict) and value.get("type") == "resolve":
+            parents.add(str(value.get("resource")))
+        elif isinstance(value, str):
+            parents.update(_REFERENCE.findall(value))
+    if isinstance(endpoint.get("json"), dict):
+        parents.update(_REFERENCE.findall(str(endpoint["json"])))
     return parents
 
 
