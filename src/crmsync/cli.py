@@ -522,24 +522,11 @@ def demo(seed: int, debug: bool) -> None:
 @click.option("--events", type=int, default=DEFAULT_SIZES["events"], show_default=True)
 @click.option("--products", type=int, default=DEFAULT_SIZES["products"], show_default=True)
 @click.option("--pipelines", type=int, default=DEFAULT_SIZES["pipelines"], show_default=True)
-def serve(
-    host: str,
-    port: int,
-    seed: int,
-    username: str,
-    password: str,
-    latency_ms: float,
-    rate_limit: float,
-    burst: int,
-    rate_headers: str | None,
-    **sizes: int,
-) -> None:
+def serve(**options: Any) -> None:
     """Run the bundled CRM alone (until Ctrl-C)."""
-    from crmsync.demo_server.__main__ import serve as serve_forever
+    from crmsync.demo_server.__main__ import serve_options
 
-    serve_forever(
-        host, port, seed, sizes, username, password, latency_ms, rate_limit, burst, rate_headers
-    )
+    serve_options(options)
 
 
 @main.command()

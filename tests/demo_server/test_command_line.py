@@ -1,4 +1,5 @@
-"""``python -m crmsync.demo_server`` announces its port on one line and stops on a signal."""
+"""``python -m crmsync.demo_server`` (and ``crmsync serve``, the same options) announces its port
+on one line and stops on a signal."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ import requests
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def launch(*args: str) -> subprocess.Popen[str]:
+MODULE = ("-m", "crmsync.demo_server")
+COMMANDS = {
+    "module": MODULE,
+    "crmsync-serve": ("-c", "from crmsync.cli import main; main()", "serve"),
+}
+
+
+def launch(*args: str, command: tuple[str, ...] = MODULE) -> subprocess.Popen[str]:
     path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, "-m", "crmsync.demo_server", *args],
+        [sys.executable, *command, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -26,12 +34,14 @@ def launch(*args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_it_prints_the_url_serves_the_given_sizes_and_exits_cleanly_on_a_signal(
-    signum: signal.Signals,
+    signum: signal.Signals, command: tuple[str, ...]
 ) -> None:
     sizes = ["--accounts", "4", "--contacts", "7", "--events", "3", "--products", "2"]
-    with launch("--port", "0", "--pipelines", "1", *sizes, "--password", "s3cret") as process:
+    options = ["--port", "0", "--pipelines", "1", *sizes, "--password", "s3cret"]
+    with launch(*options, command=command) as process:
         assert process.stdout is not None and process.stderr is not None
         line = process.stdout.readline()
         match = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n", line)
@@ -79,9 +89,12 @@ def test_the_same_seed_serves_the_same_records_in_another_process() -> None:
     assert first_contacts("4") != seed_3
 
 
-def test_a_rate_limit_on_the_command_line_refuses_requests_past_its_burst() -> None:
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS.keys())
+def test_a_rate_limit_on_the_command_line_refuses_requests_past_its_burst(
+    command: tuple[str, ...],
+) -> None:
     limit = ["--rate-limit", "0.5", "--burst", "2", "--rate-headers", "ietf"]
-    with launch("--port", "0", "--contacts", "3", *limit) as process:
+    with launch("--port", "0", "--contacts", "3", *limit, command=command) as process:
         assert process.stdout is not None
         url = process.stdout.readline().removeprefix("listening on ").strip()
         answers = [

@@ -9,52 +9,39 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from collections.abc import Mapping
+from typing import Any
 
 from crmsync.demo_server.app import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
 from crmsync.demo_server.data import DEFAULT_SIZES, RESOURCES
 from crmsync.demo_server.rate_limit import HEADER_STYLES, TokenBucket
 
 
-def serve(
-    host: str,
-    port: int,
-    seed: int,
-    sizes: Mapping[str, int] | None,
-    username: str,
-    password: str,
-    latency_ms: float,
-    rate_limit: float = 0.0,
-    burst: int = 10,
-    rate_headers: str | None = None,
-) -> None:
-    """Serves until SIGINT or SIGTERM; must run in the main thread (it installs handlers).
-
-    ``rate_limit`` requests a second (0: none), ``burst`` at once, ``rate_headers`` as in
-    `crmsync.demo_server.rate_limit`.
-    """
+def serve(server: DemoServer) -> None:
+    """Serves `server` until SIGINT or SIGTERM; must run in the main thread (it installs
+    handlers)."""
     stopping = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stopping.set())
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        server = DemoServer(
-            sizes=dict(sizes or {}),
-            seed=seed,
-            username=username,
-            password=password,
-            host=host,
-            port=port,
-            latency_ms=latency_ms,
-            rate_limit=TokenBucket(rate_limit, burst, rate_headers) if rate_limit else None,
-        )
         with server:
             print(f"listening on {server.base_url}", flush=True)
             stopping.wait()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def serve_options(options: dict[str, Any]) -> None:
+    """Serves the demo CRM that command-line `options` describe: one per resource (how many to
+    generate), `rate_limit`, `burst` and `rate_headers` (its token bucket), and the others
+    named as `DemoServer`'s own (`crmsync serve` and `python -m crmsync.demo_server`)."""
+    options = dict(options)
+    sizes = {resource: options.pop(resource) for resource in RESOURCES}
+    rate, burst, headers = (options.pop(name) for name in ("rate_limit", "burst", "rate_headers"))
+    bucket = TokenBucket(rate, burst, headers) if rate else None
+    serve(DemoServer(sizes=sizes, rate_limit=bucket, **options))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,19 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate-limit", type=float, default=0.0, help="requests/s; 0: none")
     parser.add_argument("--burst", type=int, default=10, help="requests at once (default 10)")
     parser.add_argument("--rate-headers", choices=sorted(HEADER_STYLES))
-    args = parser.parse_args(argv)
-    serve(
-        host=args.host,
-        port=args.port,
-        seed=args.seed,
-        sizes={resource: getattr(args, resource) for resource in RESOURCES},
-        username=args.username,
-        password=args.password,
-        latency_ms=args.latency_ms,
-        rate_limit=args.rate_limit,
-        burst=args.burst,
-        rate_headers=args.rate_headers,
-    )
+    serve_options(vars(parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

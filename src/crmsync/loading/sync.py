@@ -171,7 +171,7 @@ def _run(
     ledger.full_refresh = sync.full_refresh
     try:
         pipeline.sync_destination()
-        source = crm_source(connection, profile, sync, policy, ledger, reader)
+        source = crm_source(connection, reader, profile, sync)
         fields = list_fields(profile or built_in_profile())
         source = adapt_source(source, settings.destination, settings.table_format, fields)
         file_format = _file_format(pipeline, settings)

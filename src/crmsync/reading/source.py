@@ -63,7 +63,7 @@ from crmsync.reading.pagination import (
     paginator_from_config,
 )
 from crmsync.redaction import register_secret, without_login
-from crmsync.transport.http_policy import HttpPolicy, check_transport, load_policy
+from crmsync.transport.http_policy import check_transport, load_policy
 
 DEFAULT_LOOKBACK_SECONDS = 60.0
 
@@ -90,17 +90,14 @@ class SyncOptions:
 
 def crm_source(
     connection: CrmConnection,
+    reader: PageReader,
     profile: Profile | None = None,
     sync: SyncOptions | None = None,
-    policy: HttpPolicy | None = None,
-    ledger: RunLedger | None = None,
-    reader: PageReader | None = None,
 ) -> DltSource:
-    """The CRM as a dlt source. Pass `reader` to close it (its session, decoder and look-ahead)
-    when done."""
+    """The CRM as a dlt source, read through `reader` under its session's policy and counted
+    in its ledger; the caller closes `reader` once the source is extracted."""
     sync = sync or SyncOptions()
-    policy = policy or load_policy()
-    check_transport(connection.base_url, policy.allow_insecure_http)
+    check_transport(connection.base_url, reader.session.policy.allow_insecure_http)
     profile = profile or built_in_profile()
     known = resource_names(profile)
     selected = list(sync.resources or known)
@@ -109,9 +106,7 @@ def crm_source(
     unknown = sorted(set(selected) - set(known))
     if unknown:
         raise ValueError(f"unknown resources {unknown}; known: {', '.join(known)}")
-    ledger = ledger or RunLedger(strict=sync.strict)
-    reader = reader or PageReader(policy, ledger)
-    source = _crm(connection, profile, sync, reader, ledger, tuple(selected))
+    source = _crm(connection, profile, sync, reader, reader.session.ledger, tuple(selected))
     # nested tables keep `_dlt_root_id` under a first read's replace too: the merges after it
     # need it (`crmsync.reading.first_read`)
     source.root_key = True
