@@ -55,6 +55,7 @@ def test_the_second_sync_fetches_only_changes_and_mirrors_them(
     assert title == "Chief Tester"
 
 
+@pytest.mark.destinations("duckdb")  # the `since` sent and what it reads: the reader's
 def test_the_first_sync_starts_at_since_when_given(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
@@ -69,6 +70,7 @@ def test_the_first_sync_starts_at_since_when_given(
     )
 
 
+@pytest.mark.destinations("duckdb")  # the cursor's boundary: kept in state like any cursor
 def test_several_updates_within_the_boundary_second_are_all_kept(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
@@ -90,6 +92,7 @@ def test_several_updates_within_the_boundary_second_are_all_kept(
     assert set(created) <= set(destination.current_ids("contacts"))
 
 
+@pytest.mark.destinations("duckdb")  # where the cursor starts: the reader's lookback
 def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
@@ -224,6 +227,7 @@ def test_an_incomplete_read_never_replaces_a_table(
     assert (destination.current_ids("contacts") if "contacts" in tables else []) == loaded
 
 
+@pytest.mark.destinations("duckdb")  # the ledger and the held cursor: the reader's
 def test_an_incomplete_incremental_read_loads_and_is_read_again_by_the_next_run(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
@@ -250,6 +254,7 @@ def test_an_incomplete_incremental_read_loads_and_is_read_again_by_the_next_run(
     assert destination.current_values("contacts", "title") == live
 
 
+@pytest.mark.destinations("duckdb")  # fails before anything loads
 def test_strict_fails_an_incomplete_read_and_loads_nothing(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
