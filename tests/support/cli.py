@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,7 +43,7 @@ class ForkServer:
     """`cli_forkserver.py`, started on first use, ended with this process."""
 
     def __init__(self) -> None:
-        folder = tempfile.mkdtemp(prefix="crmsync-forkserver-")
+        folder = self._folder = tempfile.mkdtemp(prefix="crmsync-forkserver-")
         self.path = os.path.join(folder, "socket")
         self._log = open(os.path.join(folder, "stderr"), "wb")  # noqa: SIM115
         self._process = subprocess.Popen(
@@ -69,6 +70,7 @@ class ForkServer:
                 pipe.close()  # the closed stdin ends it
         self._process.wait(timeout=30)
         self._log.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
 
     def run(
         self, args: list[str], cwd: Path, env: dict[str, str], timeout: float, input: str
