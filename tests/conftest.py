@@ -112,3 +112,26 @@ def pages_as_tables(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(ProcessDecoder, "__call__", counting)
     return paths
+
+
+STARTED_FIRST = (
+    "tests/test_soak.py",
+    "tests/test_profiles_e2e.py",
+    "tests/test_tenants.py",
+    "tests/test_sync.py",
+    "tests/test_quota.py",
+    "tests/test_arrow_pages.py",
+    "tests/hostile_values/test_large_values.py",
+)
+"""The modules of the longest tests (`--durations`): run first, so that what the last of
+`-n auto`'s workers runs alone at the end is short tests, not a 30-second one."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """STARTED_FIRST's modules first, in that order; the others after, as collected."""
+
+    def rank(item: pytest.Item) -> int:
+        module = item.nodeid.split("::")[0]
+        return STARTED_FIRST.index(module) if module in STARTED_FIRST else len(STARTED_FIRST)
+
+    items.sort(key=rank)

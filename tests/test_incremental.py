@@ -16,6 +16,11 @@ from tests.support.destinations import DuckDBDestination
 from tests.support.syncs import RESOURCES, fast_policy, profile_with, sync
 
 MUTABLE = ("accounts", "contacts", "products", "pipelines")
+# DESTINATION_FREE: the tests marked `destinations("duckdb")` prove what the reader asks for
+# and holds: the `since` it sends, the boundary second's records, the lookback behind the
+# reader, the ledger and cursor of an incomplete read, a strict read failing before anything
+# loads. What each destination does with that (merging, deleting, replacing, storing the
+# cursor with the data) the other tests prove on all four.
 
 
 def since_sent(server: DemoServer, resource: str) -> set[str | None]:
@@ -55,6 +60,7 @@ def test_the_second_sync_fetches_only_changes_and_mirrors_them(
     assert title == "Chief Tester"
 
 
+@pytest.mark.destinations("duckdb")  # see DESTINATION_FREE
 def test_the_first_sync_starts_at_since_when_given(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
@@ -69,6 +75,7 @@ def test_the_first_sync_starts_at_since_when_given(
     )
 
 
+@pytest.mark.destinations("duckdb")  # see DESTINATION_FREE
 def test_several_updates_within_the_boundary_second_are_all_kept(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
@@ -90,6 +97,7 @@ def test_several_updates_within_the_boundary_second_are_all_kept(
     assert set(created) <= set(destination.current_ids("contacts"))
 
 
+@pytest.mark.destinations("duckdb")  # see DESTINATION_FREE
 def test_a_record_changed_behind_the_reader_is_caught_by_the_next_run(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
@@ -224,6 +232,7 @@ def test_an_incomplete_read_never_replaces_a_table(
     assert (destination.current_ids("contacts") if "contacts" in tables else []) == loaded
 
 
+@pytest.mark.destinations("duckdb")  # see DESTINATION_FREE
 def test_an_incomplete_incremental_read_loads_and_is_read_again_by_the_next_run(
     start_crm: object, destination: DuckDBDestination
 ) -> None:
@@ -250,6 +259,7 @@ def test_an_incomplete_incremental_read_loads_and_is_read_again_by_the_next_run(
     assert destination.current_values("contacts", "title") == live
 
 
+@pytest.mark.destinations("duckdb")  # see DESTINATION_FREE
 def test_strict_fails_an_incomplete_read_and_loads_nothing(
     start_crm: object, destination: DuckDBDestination
 ) -> None:

@@ -26,17 +26,98 @@ def expected_requests(records: int) -> int:
     return records // PAGE_SIZE + 1
 
 
-def test_first_sync_loads_exactly_the_live_records_of_all_five_resources(
+def assert_the_live_records_of_all_five_resources_loaded(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:
-    result = sync(crm, destination)
-
     for resource in RESOURCES:
         assert destination.current_ids(resource) == sorted(crm.store.ids(resource)), resource
+
+
+def assert_the_columns_have_the_contract_types(destination: DuckDBDestination) -> None:
+    accounts = destination.column_types("accounts")
+    assert accounts["id"] == "BIGINT"
+    assert accounts["updated_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert accounts["address__city"] == "VARCHAR"
+    assert accounts["annual_revenue"] == "DOUBLE"
+    products = destination.column_types("products")
+    assert products["price"].startswith("DECIMAL")
+    assert products["active"] == "BOOLEAN"
+    events = destination.column_types("events")
+    assert events["payload"] == destination.json_type
+    assert events["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
+    assert "custom_fields__tier" in destination.column_types("contacts")
+
+
+def assert_the_values_land_as_the_crm_serves_them(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    product = next(r for r in crm.store.records("products", include_deleted=False))
+    price, active = destination.query(
+        f"select price, active from {{products}} where id = {product['id']}"
+    )[0]
+    assert price == Decimal(product["price"])
+    assert active is product["active"]
+    event = next(r for r in crm.store.records("events") if r["type"] == "call")
+    (duration,) = destination.query(
+        "select payload->>'$.duration_seconds' from {events} where id = " + str(event["id"])
+    )[0]
+    assert int(duration) == event["payload"]["duration_seconds"]
+
+
+def assert_the_pipeline_stages_land_as_a_child_table(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    live = crm.store.records("pipelines", include_deleted=False)
+    if destination.nested_tables:
+        sql = (
+            "select p.id, s.id, s.position from {pipelines} p"
+            " join {pipelines__stages} s on s._dlt_parent_id = p._dlt_id"
+        )
+    else:  # in-row JSON
+        sql = (
+            "select p.id, (s->>'$.id')::bigint, (s->>'$.position')::bigint"
+            " from {pipelines} p, unnest(p.stages->'$[*]') as t(s)"
+        )
+    rows = destination.query(sql)
+    expected = [(p["id"], s["id"], s["position"]) for p in live for s in p["stages"]]
+    assert sorted(rows) == sorted(expected)
+
+
+def test_first_sync_loads_the_live_records_as_typed_and_resyncs_add_no_duplicates_but_new_fields(
+    crm: DemoServer, destination: DuckDBDestination
+) -> None:
+    """Three syncs, each followed by what it proves (once one test each, over the same syncs):
+    the first loads exactly the live records of all five resources, in the contract's column
+    types, with the values the CRM serves and the pipelines' stages as a child table (in-row
+    JSON where a destination keeps lists so); the second adds no duplicates; a field the
+    contract does not list, sent before the third, lands as a new column."""
+    result = sync(crm, destination)
+
+    assert_the_live_records_of_all_five_resources_loaded(crm, destination)
     assert set(result.data_tables) >= set(RESOURCES)
     assert result.data_tables["accounts"] == SMALL_SIZES["accounts"]
+    assert_the_columns_have_the_contract_types(destination)
+    assert_the_values_land_as_the_crm_serves_them(crm, destination)
+    assert_the_pipeline_stages_land_as_a_child_table(crm, destination)
+
+    sync(crm, destination)
+
+    assert_the_live_records_of_all_five_resources_loaded(crm, destination)
+    if destination.merges:
+        for resource in RESOURCES:
+            ids = destination.ids(resource)
+            assert ids == sorted(set(ids)), resource
+
+    crm.store.update("contacts", [3, 5], {"loyalty_level": "gold"})
+    sync(crm, destination)
+
+    rows = destination.query(
+        "select id, loyalty_level from {contacts} where loyalty_level is not null"
+    )
+    assert sorted(rows) == [(3, "gold"), (5, "gold")]
 
 
+@pytest.mark.destinations("duckdb")  # the reader's paging: the same whatever it loads into
 @pytest.mark.parametrize("records", [499, 500, 501, 1000], ids=lambda n: f"{n}-records")
 def test_page_boundaries_load_every_record_and_end_at_the_first_short_page(
     start_crm: Any, destination: DuckDBDestination, records: int
@@ -75,87 +156,7 @@ def test_a_page_kept_waiting_holds_up_no_other_resource(
     assert destination.current_ids("events") == sorted(server.store.ids("events"))
 
 
-def test_second_sync_adds_no_duplicates(crm: DemoServer, destination: DuckDBDestination) -> None:
-    sync(crm, destination)
-    sync(crm, destination)
-
-    for resource in RESOURCES:
-        assert destination.current_ids(resource) == sorted(crm.store.ids(resource)), resource
-        if destination.merges:
-            ids = destination.ids(resource)
-            assert ids == sorted(set(ids)), resource
-
-
-def test_a_field_the_contract_does_not_list_lands_as_a_new_column(
-    crm: DemoServer, destination: DuckDBDestination
-) -> None:
-    sync(crm, destination)
-    crm.store.update("contacts", [3, 5], {"loyalty_level": "gold"})
-
-    sync(crm, destination)
-
-    rows = destination.query(
-        "select id, loyalty_level from {contacts} where loyalty_level is not null"
-    )
-    assert sorted(rows) == [(3, "gold"), (5, "gold")]
-
-
-def test_columns_have_the_contract_types(crm: DemoServer, destination: DuckDBDestination) -> None:
-    sync(crm, destination)
-
-    accounts = destination.column_types("accounts")
-    assert accounts["id"] == "BIGINT"
-    assert accounts["updated_at"] == "TIMESTAMP WITH TIME ZONE"
-    assert accounts["address__city"] == "VARCHAR"
-    assert accounts["annual_revenue"] == "DOUBLE"
-    products = destination.column_types("products")
-    assert products["price"].startswith("DECIMAL")
-    assert products["active"] == "BOOLEAN"
-    events = destination.column_types("events")
-    assert events["payload"] == destination.json_type
-    assert events["occurred_at"] == "TIMESTAMP WITH TIME ZONE"
-    assert "custom_fields__tier" in destination.column_types("contacts")
-
-
-def test_values_land_as_the_crm_serves_them(
-    crm: DemoServer, destination: DuckDBDestination
-) -> None:
-    sync(crm, destination)
-
-    product = next(r for r in crm.store.records("products", include_deleted=False))
-    price, active = destination.query(
-        f"select price, active from {{products}} where id = {product['id']}"
-    )[0]
-    assert price == Decimal(product["price"])
-    assert active is product["active"]
-    event = next(r for r in crm.store.records("events") if r["type"] == "call")
-    (duration,) = destination.query(
-        "select payload->>'$.duration_seconds' from {events} where id = " + str(event["id"])
-    )[0]
-    assert int(duration) == event["payload"]["duration_seconds"]
-
-
-def test_pipeline_stages_land_as_a_child_table(
-    crm: DemoServer, destination: DuckDBDestination
-) -> None:
-    sync(crm, destination)
-
-    live = crm.store.records("pipelines", include_deleted=False)
-    if destination.nested_tables:
-        sql = (
-            "select p.id, s.id, s.position from {pipelines} p"
-            " join {pipelines__stages} s on s._dlt_parent_id = p._dlt_id"
-        )
-    else:  # in-row JSON
-        sql = (
-            "select p.id, (s->>'$.id')::bigint, (s->>'$.position')::bigint"
-            " from {pipelines} p, unnest(p.stages->'$[*]') as t(s)"
-        )
-    rows = destination.query(sql)
-    expected = [(p["id"], s["id"], s["position"]) for p in live for s in p["stages"]]
-    assert sorted(rows) == sorted(expected)
-
-
+@pytest.mark.destinations("duckdb")  # what is read; the ledger's storage: test_sync
 def test_resources_option_syncs_only_the_chosen_ones(
     crm: DemoServer, destination: DuckDBDestination
 ) -> None:

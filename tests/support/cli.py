@@ -2,14 +2,26 @@
 CRM or destination setting but those a test gives it.
 
 The one runner of the suite: `run_crmsync` waits for the command, `start_crmsync` leaves it
-running (to kill it); both build the same environment (`cli_env`).
+running (to kill it); both build the same environment (`cli_env`). `start_crmsync` starts the
+`crmsync` script itself; `run_crmsync` forks the command from a process that has imported it
+already (`cli_forkserver.py`, one per test process): a process of its own all the same, with
+its own folder, environment, stdin, stdout, stderr and exit code, but without the second or
+two of imports every run would pay again.
 """
 
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import selectors
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from crmsync.demo_server import DEFAULT_PASSWORD, DEFAULT_USERNAME, DemoServer
@@ -27,6 +39,92 @@ def cli_env(workdir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     return {**base, **(env or {})}
 
 
+class ForkServer:
+    """`cli_forkserver.py`, started on first use, ended with this process."""
+
+    def __init__(self) -> None:
+        folder = self._folder = tempfile.mkdtemp(prefix="crmsync-forkserver-")
+        self.path = os.path.join(folder, "socket")
+        self._log = open(os.path.join(folder, "stderr"), "wb")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("cli_forkserver.py")),
+                self.path,
+                CRMSYNC,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            cwd=folder,
+            env=cli_env(Path(folder)),
+        )
+        assert self._process.stdout is not None
+        ready = self._process.stdout.readline()
+        assert ready == b"ready\n", Path(folder, "stderr").read_text()
+        atexit.register(self.stop)
+
+    def stop(self) -> None:
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()  # the closed stdin ends it
+        self._process.wait(timeout=30)
+        self._log.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str], timeout: float, input: str
+    ) -> subprocess.CompletedProcess[str]:
+        stdin_r, stdin_w = os.pipe()
+        stdout_r, stdout_w = os.pipe()
+        stderr_r, stderr_w = os.pipe()
+        request = json.dumps({"args": args, "cwd": str(cwd), "env": env}).encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.path)
+            socket.send_fds(conn, [len(request).to_bytes(8, "big")], [stdin_r, stdout_w, stderr_w])
+            conn.sendall(request)
+            for fd in (stdin_r, stdout_w, stderr_w):
+                os.close(fd)
+            answer = conn.makefile("rb")
+            pid = int(answer.readline())
+            with os.fdopen(stdin_w, "wb") as stdin:
+                stdin.write(input.encode())
+            output = self._read(pid, stdout_r, stderr_r, [CRMSYNC, *args], timeout)
+            returncode = int(answer.readline())
+        stdout, stderr = (b"".join(chunks).decode() for chunks in output)
+        return subprocess.CompletedProcess([CRMSYNC, *args], returncode, stdout, stderr)
+
+    @staticmethod
+    def _read(
+        pid: int, stdout: int, stderr: int, args: list[str], timeout: float
+    ) -> tuple[list[bytes], list[bytes]]:
+        """Both outputs to their ends, as `subprocess.run` reads them; the command killed
+        if they have not ended within `timeout`."""
+        chunks: dict[int, list[bytes]] = {stdout: [], stderr: []}
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as events:
+            for fd in chunks:
+                events.register(fd, selectors.EVENT_READ)
+            while events.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    os.kill(pid, signal.SIGKILL)
+                    for fd in chunks:
+                        os.close(fd)
+                    raise subprocess.TimeoutExpired(args, timeout)
+                for key, _ in events.select(timeout=left):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:
+                        events.unregister(key.fd)
+                        os.close(key.fd)
+        return chunks[stdout], chunks[stderr]
+
+
+_fork_server: list[ForkServer] = []
+
+
 def run_crmsync(
     workdir: Path,
     *args: str,
@@ -35,15 +133,9 @@ def run_crmsync(
     input: str = "",
 ) -> subprocess.CompletedProcess[str]:
     """`crmsync *args` in `workdir`, to its end; its output captured."""
-    return subprocess.run(
-        [CRMSYNC, *args],
-        cwd=workdir,
-        env=cli_env(workdir, env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        input=input,
-    )
+    if not _fork_server:
+        _fork_server.append(ForkServer())
+    return _fork_server[0].run(list(args), workdir, cli_env(workdir, env), timeout, input)
 
 
 def start_crmsync(
