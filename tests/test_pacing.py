@@ -109,16 +109,16 @@ def test_what_may_start_is_the_crms_remaining_less_the_requests_still_open() -> 
     clock = FakeClock()
     pacer = Pacer(clock=clock)
     pacer.learn(pacer.start(), 429, {"Retry-After": "0"})
-    answered, still_open = pacer.start(), pacer.start()
+    answered, other = pacer.start(), pacer.start()
 
-    pacer.learn(answered, 200, {**LIMIT_10, "X-RateLimit-Remaining": "4"})
+    pacer.learn(answered, 200, {**LIMIT_10, "X-RateLimit-Remaining": "4"}, still_open=1)
 
     starts = 0
     while pacer.delay() == 0:
         pacer.start()
         starts += 1
     assert starts == 4 - 1
-    pacer.learn(still_open, 200, {**LIMIT_10, "X-RateLimit-Remaining": "3"})
+    pacer.learn(other, 200, {**LIMIT_10, "X-RateLimit-Remaining": "3"}, still_open=starts)
     assert pacer.delay() > 0  # 3 less the 3 just started
 
 
@@ -127,7 +127,7 @@ def test_with_headers_pacing_starts_before_the_requests_open_drain_the_crm() -> 
     pacer = Pacer(clock=clock)
     tickets = [pacer.start() for _ in range(6)]
 
-    pacer.learn(tickets[0], 200, {**LIMIT_10, "X-RateLimit-Remaining": "7"})
+    pacer.learn(tickets[0], 200, {**LIMIT_10, "X-RateLimit-Remaining": "7"}, still_open=5)
 
     assert pacer.rate == pytest.approx(DECREASE * (10 - 7) / 1)  # what it refills by the reset
     assert [pacer.delay() == 0 and bool(pacer.start()) for _ in range(3)] == [True, True, False]
@@ -208,10 +208,10 @@ def simulate(rate: float, headers: str | None, pages: int = 600, burst: int = 10
             answer = dict(admission.headers)
             if admission.allowed:
                 done += 1
-                pacer.learn(ticket, 200, answer)
+                pacer.learn(ticket, 200, answer, in_flight)
             else:
                 answer["Retry-After"] = str(admission.retry_after)
-                pacer.learn(ticket, 429, answer)
+                pacer.learn(ticket, 429, answer, in_flight)
                 at(clock.now + admission.retry_after, "retry")
         while in_flight < 8 and (retries or waiting):
             delay = pacer.delay()

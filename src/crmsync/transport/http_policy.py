@@ -237,9 +237,7 @@ class RequestBudget:
         with self._condition:
             self._in_flight -= 1
             if response is not None:
-                self.pacer.learn(ticket, response.status_code, response.headers)
-            else:
-                self.pacer.unanswered(ticket)
+                self.pacer.learn(ticket, response.status_code, response.headers, self._in_flight)
             if response is not None and response.status_code == 429:
                 self.allowed_in_flight = max(1, self.allowed_in_flight // 2)
             elif self.allowed_in_flight < self.max_in_flight:

@@ -167,8 +167,6 @@ class Pacer:
         self._lowered_after = 0
         self._first_start: float | None = None
         self._started = 0
-        self._open: set[int] = set()
-        """The tickets of the requests started and not answered yet."""
         self._admitted: deque[float] = deque()
         self._held_since: float | None = None
         self._probe = FAST_PROBE_PER_SECOND
@@ -215,18 +213,14 @@ class Pacer:
             self._refill(now)
             self._tokens -= 1
         self._started += 1
-        self._open.add(self._started)
         return Ticket(now, self._started)
 
-    def unanswered(self, ticket: Ticket) -> None:
-        """The request of ``ticket`` failed without an answer (a timeout, a refused
-        connection): it says nothing of the limit."""
-        self._open.discard(ticket.number)
-
-    def learn(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
-        """What the answer to the request of ``ticket`` says about the limit."""
+    def learn(
+        self, ticket: Ticket, status: int, headers: Mapping[str, str], still_open: int = 0
+    ) -> None:
+        """What the answer to the request of ``ticket`` says about the limit, with
+        ``still_open`` other requests started and not answered yet."""
         now = self._clock()
-        self._open.discard(ticket.number)
         info = limit_headers(headers)
         if info.limit is not None and info.limit >= 1:
             self._burst = info.limit
@@ -250,14 +244,14 @@ class Pacer:
             self._refill(now)
             # what the CRM holds now, at least: its `Remaining` less every request still open,
             # which it may have counted already or not (requests overtake one another)
-            self._tokens = min(self._burst, info.remaining - len(self._open))
-            if self._learn_from_headers(ticket, info.remaining, info.limit, info.reset):
+            self._tokens = min(self._burst, info.remaining - still_open)
+            if self._learn_from_headers(ticket, info.remaining, info.limit, info.reset, still_open):
                 return
         if self.rate is not None:
             self.rate *= 1 + self._probe / max(1.0, self.rate)  # `_probe` a second at `rate`
 
     def _learn_from_headers(
-        self, ticket: Ticket, remaining: float, limit: float, reset: float | None
+        self, ticket: Ticket, remaining: float, limit: float, reset: float | None, still_open: int
     ) -> bool:
         """The CRM's refill, measured: the change in ``Remaining`` plus the requests sent
         meanwhile, over the time between; True if it set the rate.
@@ -269,7 +263,7 @@ class Pacer:
             self._anchor = None
             return False
         if self.rate is None:
-            if remaining - len(self._open) > LOW_REMAINING * limit:
+            if remaining - still_open > LOW_REMAINING * limit:
                 return False
             estimate = (limit - remaining) / reset if reset else 0.0
             self._lower(ticket.started, estimate or self._admitted_rate(ticket.started))
