@@ -58,13 +58,21 @@ class _CannedPages(HTTPAdapter):
         return self.build_response(request, body)
 
 
-class _CopyCounting(requests.Session):
+class _CannedSession(requests.Session):
+    """Answers from `_CannedPages`, counting the deep copies made of it and noting the thread
+    each request is sent from."""
+
     def __init__(self) -> None:
         super().__init__()
         self.copies = 0
+        self.threads: list[str] = []
         self.mount("http://", _CannedPages())
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _CopyCounting:
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        self.threads.append(threading.current_thread().name)
+        return super().send(request, **kwargs)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _CannedSession:
         self.copies += 1
         return self
 
@@ -110,7 +118,7 @@ def _read(session: requests.Session, details_paginator: Any = "single_page") -> 
 
 def test_rest_api_deep_copies_the_config_it_is_given() -> None:
     """So the session (which holds locks, and cannot be copied) must survive `deepcopy`."""
-    session = _CopyCounting()
+    session = _CannedSession()
 
     _read(session)
 
@@ -122,7 +130,7 @@ def test_rest_api_reads_each_parent_record_with_a_copy_of_the_paginator() -> Non
     would count into copies."""
     tally = _Tally()
 
-    details = _read(_CopyCounting(), _Counting(tally))
+    details = _read(_CannedSession(), _Counting(tally))
 
     assert len(details) == 2
     assert tally.pages == 0
@@ -131,7 +139,7 @@ def test_rest_api_reads_each_parent_record_with_a_copy_of_the_paginator() -> Non
 def test_what_a_copied_paginator_shares_through_config_stays_the_runs() -> None:
     tally = _SharedTally()
 
-    _read(_CopyCounting(), _Counting(tally))
+    _read(_CannedSession(), _Counting(tally))
 
     assert tally.pages == 2
 
@@ -260,22 +268,6 @@ def test_a_registered_resource_s_warning_is_dropped_and_no_other(
     assert [m.split(",")[0] for m in dlt_warnings] == ["In resource: other"]
 
 
-class _ThreadRecording(requests.Session):
-    """Answers `/things` without a network, noting the thread each request is sent from."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: list[str] = []
-        self.mount("http://", _CannedPages())
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        self.threads.append(threading.current_thread().name)
-        return super().send(request, **kwargs)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> _ThreadRecording:
-        return self
-
-
 @pytest.mark.parametrize("parallelize_after", [False, True], ids=["rest-api-flag", "after-build"])
 def test_rest_api_parallelized_reads_on_the_main_thread_unless_parallelized_once_built(
     parallelize_after: bool, tmp_path: Path
@@ -283,7 +275,7 @@ def test_rest_api_parallelized_reads_on_the_main_thread_unless_parallelized_once
     """dlt 1.31's rest_api drops `parallelized` (the parallel wrapper is replaced by the clone
     binding makes); `crmsync.reading.source._take_parallelized` calls `parallelize` on the
     built resource instead. When the flag works, the workaround can go."""
-    session = _ThreadRecording()
+    session = _CannedSession()
     things = {"name": "things", "parallelized": True, "endpoint": {"path": "/things"}}
     config: Any = {"client": {"base_url": BASE_URL, "session": session}, "resources": [things]}
     (resource,) = rest_api_resources(config)
