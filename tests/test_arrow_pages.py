@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from crmsync.demo_server import DemoServer
 from crmsync.profiles.profile import built_in_profile
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages
+from crmsync.reading.child_tables import ChildTables
 from crmsync.reading.page import Page
 from crmsync.reading.source import SyncOptions
 from tests.support.destinations import DuckDBDestination
@@ -21,13 +23,37 @@ SIZES = {"accounts": 700, "contacts": 1100, "events": 1300, "products": 40, "pip
 
 
 def snapshot(destination: DuckDBDestination) -> dict[str, Any]:
-    """Every data table: its columns with types, and its rows without dlt's random ids."""
+    """Every data table: its columns with types, and its rows without dlt's random ids; a child
+    table's rows with their parent's `id` and whether their keys link as dlt links them; and
+    dlt's schema of each child table and of its parent's row key."""
     tables = {}
     for table in sorted(t for t in destination.tables() if not t.startswith("_")):
         types = destination.column_types(table)
         columns = sorted(c for c in types if not c.startswith("_dlt"))
-        rows = destination.query(f"select {', '.join(columns)} from {{{table}}}")
+        if "_dlt_parent_id" in types:
+            parent = table.rsplit("__", 1)[0]
+            rows = destination.query(
+                f"select p.id, c._dlt_list_idx, c._dlt_root_id = p._dlt_id,"
+                f" c._dlt_parent_id = p._dlt_id, {', '.join(f'c.{c}' for c in columns)}"
+                f" from {{{table}}} c left join {{{parent}}} p on c._dlt_parent_id = p._dlt_id"
+            )
+            (keys,) = destination.query(
+                f"select count(distinct _dlt_id) = count(*) from {{{table}}}"
+            )
+            tables[f"{table} keys unique"] = {"types": {}, "rows": [repr(keys)]}
+        else:
+            rows = destination.query(f"select {', '.join(columns)} from {{{table}}}")
         tables[table] = {"types": {c: types[c] for c in columns}, "rows": sorted(map(repr, rows))}
+    ((stored,),) = destination.query(
+        "select schema from {_dlt_version} order by inserted_at desc limit 1"
+    )
+    schema = json.loads(stored)["tables"]
+    for name, table in schema.items():
+        if "parent" in table:
+            tables[f"{name} schema"] = {"types": {}, "rows": [json.dumps(table, sort_keys=True)]}
+            row_key = schema[table["parent"]]["columns"]["_dlt_id"]
+            rows = [json.dumps(row_key, sort_keys=True)]
+            tables[f"{table['parent']} row key"] = {"types": {}, "rows": rows}
     return tables
 
 
@@ -35,11 +61,20 @@ def test_the_fast_path_loads_exactly_what_the_straightforward_path_loads(
     start_crm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     snapshots = {}
+    child_files: list[str] = []
+    write = ChildTables._write
+
+    def writing(self: ChildTables, *args: Any) -> Any:
+        child_files.append(args[1])
+        return write(self, *args)
+
+    monkeypatch.setattr(ChildTables, "_write", writing)
     for arrow_pages in (False, True):
         server: DemoServer = start_crm(SIZES)
         server.store.set_clock(datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
         server.store.update("contacts", [7], {"loyalty": {"tier": "gold", "points": 1200}})
         server.store.update("events", [9], {"payload": {"deep": {"list": [1, {"x": None}]}}})
+        server.store.update("accounts", [2], {"tags": ["a", "b", "a"]})
         workdir = tmp_path / f"arrow-{arrow_pages}"
         workdir.mkdir()
         monkeypatch.chdir(workdir)
@@ -47,10 +82,17 @@ def test_the_fast_path_loads_exactly_what_the_straightforward_path_loads(
         sync(server, destination, SyncOptions(arrow_pages=arrow_pages))
         server.store.advance_clock(60)
         server.mutate("contacts", update=5, delete=2, create=3)
+        # an account's tags grow, shrink, empty, go; deleted accounts take their tags along
+        server.store.update("accounts", [2], {"tags": ["b"]})
+        server.store.update("accounts", [3], {"tags": ["x", "y", "z", "w", "v"]})
+        server.store.update("accounts", [4], {"tags": []})
+        server.store.update("accounts", [5], {"tags": None})
+        server.mutate("accounts", update=4, delete=3, create=2)
         sync(server, destination, SyncOptions(arrow_pages=arrow_pages))
         snapshots[arrow_pages] = snapshot(destination)
 
     straightforward, fast = snapshots[False], snapshots[True]
+    assert child_files.count("accounts__tags") == 2  # one batch a run, both on the fast path
     assert fast.keys() == straightforward.keys()
     for table in straightforward:
         assert fast[table]["types"] == straightforward[table]["types"], table
@@ -63,11 +105,12 @@ HINTS = built_in_profile()["resources"][1]["columns"] | {"updated_at": {"data_ty
 @pytest.mark.parametrize(
     "page",
     [
-        [{"id": 1, "tags": ["a"]}],
+        [{"id": 1, "stages": [{"id": 1}]}],
+        [{"id": 1, "scores": [1.5]}],
         [{"id": 1, "x": "text"}, {"id": 2, "x": 3}],
         [{"id": 1, "updated_at": "not a timestamp"}],
     ],
-    ids=["non-empty-list", "mixed-types", "unparsable-hinted-value"],
+    ids=["list-of-objects", "list-of-floats", "mixed-types", "unparsable-hinted-value"],
 )
 def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any]) -> None:
     assert TypedPages(HINTS)(Page.of(page)) is page
@@ -75,7 +118,7 @@ def test_a_page_arrow_cannot_hold_as_dlt_would_goes_on_as_dicts(page: list[Any])
 
 @pytest.mark.parametrize("arrow", [True, False], ids=["arrow", "dicts"])
 def test_every_row_gets_its_own_row_key_in_either_form(arrow: bool) -> None:
-    page = [{"id": i, "tags": ["a"] if i == 0 and not arrow else []} for i in range(1000)]
+    page = [{"id": i, "stages": [{"a": 1}] if i == 0 and not arrow else []} for i in range(1000)]
 
     typed = TypedPages(HINTS)(Page.of(page))
 
@@ -87,7 +130,7 @@ def test_every_row_gets_its_own_row_key_in_either_form(arrow: bool) -> None:
 
 def test_after_a_page_with_lists_the_resource_goes_as_dicts_without_another_arrow_try() -> None:
     typed = TypedPages(HINTS)
-    with_lists, without_lists = [{"id": 1, "tags": ["a"]}], [{"id": 2, "tags": []}]
+    with_lists, without_lists = [{"id": 1, "stages": [{"a": 1}]}], [{"id": 2, "stages": []}]
 
     assert isinstance(TypedPages(HINTS)(Page.of(without_lists)), pa.Table)
     assert typed(Page.of(with_lists)) is with_lists
@@ -160,7 +203,7 @@ def test_a_dict_page_drops_nulls_dlt_could_not_type_and_keeps_hinted_ones() -> N
     page = [
         {
             "id": 1,
-            "tags": ["a"],
+            "stages": [{"a": 1}],
             "address": None,
             "custom_fields": {"note": None, "tier": "gold"},
             "deleted_at": None,
@@ -172,3 +215,48 @@ def test_a_dict_page_drops_nulls_dlt_could_not_type_and_keeps_hinted_ones() -> N
     assert "address" not in record
     assert record["custom_fields"] == {"tier": "gold"}
     assert "deleted_at" in record and record["deleted_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("first", "later"),
+    [(None, [1, 2]), ([1], ["a"]), ([True], [1]), (None, ["a", None])],
+    ids=["integers-after-text", "text-after-integers", "integers-after-booleans", "a-null"],
+)
+def test_child_tables_land_as_dlts_normalizer_lands_them_when_a_later_page_differs(
+    start_crm: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    first: list[Any] | None,
+    later: list[Any],
+) -> None:
+    """`later` tags on the second page of the first run and on the whole first page of the
+    second, after `first` tags on every account (else the demo CRM's text tags)."""
+    snapshots = {}
+    sizes = {"accounts": 700, "contacts": 1, "events": 1, "products": 1, "pipelines": 1}
+    for arrow_pages in (False, True):
+        server: DemoServer = start_crm(sizes)
+        server.store.set_clock(datetime(2026, 7, 1, 12, 0, tzinfo=UTC))
+        if first is not None:
+            server.store.update("accounts", range(1, 701), {"tags": first})
+        server.store.update("accounts", [650, 651], {"tags": later})
+        workdir = tmp_path / f"arrow-{arrow_pages}"
+        workdir.mkdir()
+        monkeypatch.chdir(workdir)
+        destination = DuckDBDestination(workdir)
+        options = SyncOptions(arrow_pages=arrow_pages, resources=("accounts",))
+        sync(server, destination, options)
+        server.store.advance_clock(60)
+        server.store.update("accounts", range(1, 501), {"tags": later})
+        sync(server, destination, options)
+        snapshots[arrow_pages] = snapshot(destination)
+
+    assert snapshots[True] == snapshots[False]
+
+
+def test_a_list_of_values_stays_a_list_column_of_the_page_table() -> None:
+    page = [{"id": 1, "tags": ["a", "b"]}, {"id": 2, "tags": []}, {"id": 3}]
+
+    table = TypedPages(HINTS)(Page.of(page))
+
+    assert isinstance(table, pa.Table)
+    assert table.column("tags").to_pylist() == [["a", "b"], [], None]

@@ -25,6 +25,7 @@ from crmsync.loading.destinations import adapt_source, load_defaults
 from crmsync.profiles.config_defaults import defaults
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, built_in_profile, list_fields
+from crmsync.reading.child_tables import enable_child_tables, place_child_tables
 from crmsync.reading.page_reader import PageReader
 from crmsync.reading.source import SyncOptions, crm_source
 from crmsync.transport.http_policy import HttpPolicy, load_policy
@@ -175,7 +176,9 @@ def _run(
         fields = list_fields(profile or built_in_profile())
         source = adapt_source(source, settings.destination, settings.table_format, fields)
         file_format = _file_format(pipeline, settings)
+        enable_child_tables(source)
         _extract(pipeline, source, sync, file_format, policy, ledger)
+        place_child_tables(pipeline, source)
         _leave_out(pipeline, source, ledger.unfinished)
     finally:
         reader.close()

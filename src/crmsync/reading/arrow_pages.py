@@ -4,9 +4,10 @@ dlt normalizes dict records one by one in Python (flattening, type inference, na
 normalization) — at CRM volumes that is most of a sync's CPU. An Arrow table skips it: dlt
 passes its columns through to Parquet. The table must land exactly as the dicts would: nested
 objects flattened into `parent__child` columns, hinted columns in their hinted types, `json`
-columns as JSON text, other columns typed the way dlt infers them. A page this cannot express
-as one table (a non-empty list, which dlt turns into a child table, or values pyarrow cannot
-type) is passed on as dicts, so dlt's own normalizer keeps the last word.
+columns as JSON text, other columns typed the way dlt infers them, a list of values as a list
+column, of which `crmsync.reading.child_tables` makes the child table dlt would make. A page this
+cannot express as one table (a list of objects, which dlt turns into a child table, or values
+pyarrow cannot type) is passed on as dicts, so dlt's own normalizer keeps the last word.
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ class TypedPages:
     one type whichever form a page took (`arrow=False` keeps every page as dicts).
 
     A table must type each column as dlt's schema already has it. A page Arrow cannot hold as
-    dlt would (a list, which dlt turns into a child table; a field that was an integer on
+    dlt would (a list of objects, lists or floats, which dlt turns into a child table typed by
+    its first values; a field that was an integer on
     page 1 and is text on page 2, which dlt loads as a variant column `score__v_text`; a name
     dlt would rename, `crmsync.reading.field_names`; a value to check,
     `crmsync.reading.dict_pages`) goes as dicts, and so does every page of the resource after it,
@@ -269,8 +271,16 @@ class TypedPages:
                     return False
                 continue
             if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-                if pc.sum(pc.list_value_length(array)).as_py():
+                if not pc.sum(pc.list_value_length(array)).as_py():
+                    continue  # no child rows, and no column: dlt's normalizer makes neither
+                if (
+                    not pa.types.is_list(array.type)
+                    or array.type.value_type not in _CHILD_VALUES
+                    or name in self.types
+                ):
                     return False
+                arrays.append(array)  # its child table: `crmsync.reading.child_tables`
+                fields.append(pa.field(name, array.type))
                 continue
             target = self.types.get(name)
             if target is None and array.type not in _INFERRED_TYPES:
@@ -344,5 +354,8 @@ def _records(table: pa.Table, json_columns: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+_CHILD_VALUES = (pa.bool_(), pa.int64(), pa.string())
+"""A list of these values is kept as a list column, which becomes a child table (a list of
+objects or lists, or of floats, which dlt types by the first value, sends the page as dicts)."""
 _INFERRED_TYPES = (pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string())
 """What dlt infers from JSON scalars: bool, bigint, double, text (and nothing, for nulls)."""

@@ -47,6 +47,7 @@ from crmsync.profiles.governance import (
 from crmsync.profiles.plan import LISTING_SUFFIX, CursorPlan, ResourcePlan, plan_resources
 from crmsync.profiles.profile import Profile, built_in_profile, resource_names
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages, arrow_type
+from crmsync.reading.child_tables import ChildTables
 from crmsync.reading.cursor_values import CursorValues
 from crmsync.reading.dict_pages import stored_types
 from crmsync.reading.first_read import DeletedRecordFilter, replaces_merge
@@ -357,6 +358,7 @@ class _ResourceRead:
         )
         for position, step in enumerate((s for s in steps if s), start=1):
             resource.add_step(step, insert_at=position)
+        resource.add_step(ChildTables(typed, resource))  # after dlt's incremental
 
 
 def _hash_key(plans: list[ResourcePlan]) -> str | None:
