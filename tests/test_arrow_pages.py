@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dlt
 import pyarrow as pa
 import pytest
 
@@ -14,10 +15,12 @@ from crmsync.demo_server import DemoServer
 from crmsync.profiles.profile import built_in_profile
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages
 from crmsync.reading.child_tables import ChildTables
+from crmsync.ledger import RunLedger
 from crmsync.reading.page import Page
-from crmsync.reading.source import SyncOptions
+from crmsync.reading.page_reader import PageReader
+from crmsync.reading.source import SyncOptions, crm_source
 from tests.support.destinations import DuckDBDestination
-from tests.support.syncs import sync
+from tests.support.syncs import connection_to, fast_policy, sync
 
 SIZES = {"accounts": 700, "contacts": 1100, "events": 1300, "products": 40, "pipelines": 8}
 
@@ -260,3 +263,28 @@ def test_a_list_of_values_stays_a_list_column_of_the_page_table() -> None:
 
     assert isinstance(table, pa.Table)
     assert table.column("tags").to_pylist() == [["a", "b"], [], None]
+
+
+def test_a_pipeline_of_its_own_gets_the_child_tables_from_dlts_normalizer(
+    crm: DemoServer, tmp_path: Path
+) -> None:
+    """Only `run_sync` places the child tables' files in the load package; a pipeline running
+    the source itself gets the lists as dicts, and dlt's normalizer makes the child tables."""
+    live = crm.store.records("accounts", include_deleted=False)
+    tags = [tag for record in live for tag in record.get("tags") or []]
+    pipeline = dlt.pipeline(
+        "own",
+        destination=dlt.destinations.duckdb(str(tmp_path / "own.duckdb")),
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    reader = PageReader(fast_policy(), RunLedger(), page_processes=0)
+    source = crm_source(connection_to(crm), reader, sync=SyncOptions(resources=("accounts",)))
+
+    try:
+        pipeline.run(source)
+    finally:
+        reader.close()
+
+    with pipeline.sql_client() as client:
+        ((rows,),) = client.execute_sql("select count(*) from accounts__tags")
+    assert tags and rows == len(tags)
