@@ -30,7 +30,8 @@ PAGE = {
     ],
     "meta": {"page": 1, "limit": 500, "total": 2},
 }
-WITH_LISTS = {"contacts": [{"id": 3, "tags": ["a"]}], "meta": {"total": 1}}
+WITH_LISTS = {"contacts": [{"id": 3, "stages": [{"id": 1}]}], "meta": {"total": 1}}
+"""A list of objects: dlt makes a child table of it, which only its normalizer makes."""
 
 
 @pytest.fixture
