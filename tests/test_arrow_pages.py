@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 
 from crmsync.demo_server import DemoServer
+from crmsync.ledger import RunLedger
 from crmsync.profiles.profile import built_in_profile
 from crmsync.reading.arrow_pages import PageBatcher, TypedPages
 from crmsync.reading.child_tables import ChildTables
-from crmsync.ledger import RunLedger
 from crmsync.reading.page import Page
 from crmsync.reading.page_reader import PageReader
 from crmsync.reading.source import SyncOptions, crm_source
