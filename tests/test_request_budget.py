@@ -5,7 +5,9 @@ for. Nothing here waits on the wall clock; the end-to-end proofs are in test_htt
 from __future__ import annotations
 
 import io
+import queue
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -95,6 +97,36 @@ def test_no_more_than_max_in_flight_requests_are_open_and_a_release_frees_a_slot
 
     budget.acquire()
     assert budget.started == 3
+
+
+def test_the_requests_waiting_go_lane_by_lane_the_lane_served_least_recently_first() -> None:
+    """Three contacts pages wait (a read with a look-ahead), then two events pages (a read of
+    one page at a time): the slot alternates between the lanes instead of going in the order
+    the requests came, which would make events wait for every contacts page ahead of it."""
+    budget = RequestBudget(max_in_flight=1)
+    held = budget.acquire("/contacts")
+    granted: list[str] = []
+    tickets: queue.Queue[Any] = queue.Queue()
+
+    def wait_for_a_slot(lane: str) -> None:
+        ticket = budget.acquire(lane)
+        granted.append(lane)
+        tickets.put(ticket)
+
+    lanes = ["/contacts"] * 3 + ["/events"] * 2
+    threads = []
+    for number, lane in enumerate(lanes, start=1):
+        threads.append(threading.Thread(target=wait_for_a_slot, args=(lane,)))
+        threads[-1].start()
+        while len(budget._waiting) < number:  # each waits before the next comes
+            time.sleep(0.001)
+    budget.release(held, answer())
+    for _ in lanes:
+        budget.release(tickets.get(timeout=5), answer())
+    for thread in threads:
+        thread.join(timeout=5)
+
+    assert granted == ["/events", "/contacts", "/events", "/contacts", "/contacts"]
 
 
 def test_a_429_halves_the_requests_allowed_in_flight_and_each_success_gives_one_back() -> None:

@@ -185,6 +185,13 @@ class RequestBudget:
     `max_per_second` if set (`crmsync.transport.pacing`). A 429 also halves the requests allowed in
     flight; each success afterwards gives one slot back, up to the maximum. Once `max_requests`
     have started, every request asking for a slot gets `QuotaReached` instead, at once.
+
+    The requests waiting go lane by lane (a lane is an endpoint, a resource's list): the lane
+    served least recently first, and in the order they came within a lane. A resource read a
+    page at a time (a list without a total, so without a look-ahead) then keeps pace with one
+    that asks for many pages ahead, instead of waiting behind all of them for each page and
+    being left to finish alone, where each 429 stalls the whole run for its ``Retry-After`` (at
+    20 requests a second: a second of 3 requests instead of 20, measured).
     """
 
     def __init__(
@@ -203,6 +210,11 @@ class RequestBudget:
         self.pacer = Pacer(max_per_second, max_pause, clock)
         """The run's figures: `pacer.rate`, `pacer.waited_seconds`, `pacer.throttled`."""
         self._in_flight = 0
+        self._served: dict[str, int] = {}
+        """Per lane, the number (`started`) of its latest request."""
+        self._waiting: list[tuple[str, int]] = []
+        """The lanes of the requests waiting, with the order they came in."""
+        self._arrivals = 0
         self._condition = threading.Condition()
 
     def scarce(self) -> bool:
@@ -214,23 +226,37 @@ class RequestBudget:
     def quota_reached(self) -> bool:
         return bool(self.max_requests) and self.started >= self.max_requests
 
-    def acquire(self) -> Ticket:
-        """Waits for a slot and the pacer; the ticket goes back with `release`. Raises
-        `QuotaReached` once the run's `max_requests` have started, without waiting."""
+    def acquire(self, lane: str = "") -> Ticket:
+        """Waits for a slot, the pacer and its turn among the lanes waiting; the ticket goes
+        back with `release`. Raises `QuotaReached` once the run's `max_requests` have started,
+        without waiting."""
         with self._condition:
-            while True:
-                if self.quota_reached:
-                    self.pacer.hold(False)
-                    raise QuotaReached(f"the run's quota of {self.max_requests} requests is spent")
-                wait: float | None = None
-                if self._in_flight < self.allowed_in_flight:
-                    wait = self.pacer.delay()
-                    self.pacer.hold(wait > 0)
-                    if wait <= 0:
-                        self._in_flight += 1
-                        self.started += 1
-                        return self.pacer.start()
-                self._condition.wait(timeout=wait)
+            self._arrivals += 1
+            place = (lane, self._arrivals)
+            self._waiting.append(place)
+            try:
+                while True:
+                    if self.quota_reached:
+                        self.pacer.hold(False)
+                        raise QuotaReached(
+                            f"the run's quota of {self.max_requests} requests is spent"
+                        )
+                    wait: float | None = None
+                    if self._in_flight < self.allowed_in_flight and place == self._next_in_line():
+                        wait = self.pacer.delay()
+                        self.pacer.hold(wait > 0)
+                        if wait <= 0:
+                            self._in_flight += 1
+                            self.started += 1
+                            self._served[lane] = self.started
+                            return self.pacer.start()
+                    self._condition.wait(timeout=wait)
+            finally:
+                self._waiting.remove(place)
+                self._condition.notify_all()
+
+    def _next_in_line(self) -> tuple[str, int]:
+        return min(self._waiting, key=lambda place: (self._served.get(place[0], 0), place[1]))
 
     def release(self, ticket: Ticket, response: requests.Response | None) -> None:
         """The request of ``ticket`` is answered (``response``) or failed without one (None)."""
@@ -377,7 +403,7 @@ class CrmSession(SharedThroughConfig, requests.Session):
 
     def _attempt(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         path = urlsplit(request.url or "").path
-        ticket = self.budget.acquire()
+        ticket = self.budget.acquire(path)
         self.ledger.attempt(resource_of(request), path)
         response: requests.Response | None = None
         try:
