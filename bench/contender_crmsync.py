@@ -1,4 +1,4 @@
-"""Contender (a): crmsync, through its public Python API only (``run_sync``).
+"""Contender (a): crmsync, as a user runs it: its command line, ``crmsync run --json``.
 
 Its page-decoding worker's peak memory is read as the worker is closed, while it still runs
 (``helpers_peak_kb``), so that the table shows what the whole run held.
@@ -7,27 +7,30 @@ Its page-decoding worker's peak memory is read as the worker is closed, while it
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 from pathlib import Path
 
+import orjson
 from contenders import vm_hwm_kb
 from crm_api import PASSWORD, USERNAME
 
-from crmsync.loading.sync import RunSettings, run_sync
-from crmsync.profiles.connection import CrmConnection
+from crmsync import cli
 from crmsync.reading import page_decoding
 
 DATABASE = "crmsync.duckdb"
-"""run_sync's duckdb destination writes ``<pipeline name>.duckdb`` in the working folder."""
+"""crmsync's duckdb destination writes ``<pipeline name>.duckdb`` in the working folder."""
 SCHEMA = "crm"
 
 
 def run(base_url: str, workdir: Path) -> int:
     """Syncs every resource; returns the requests crmsync's own ledger counted."""
-    result = run_sync(
-        CrmConnection.basic(base_url, USERNAME, PASSWORD),
-        RunSettings(destination="duckdb", pipelines_dir=str(workdir / "pipelines")),
-    )
-    return sum(tally.requests for tally in result.ledger.tallies.values())
+    os.environ.update({"SOURCES__CRM__USERNAME": USERNAME, "SOURCES__CRM__PASSWORD": PASSWORD})
+    arguments = ["run", "--base-url", base_url, "--working-dir", str(workdir / "pipelines")]
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        cli.main([*arguments, "--json"], standalone_mode=False)
+    return sum(resource["requests"] for resource in orjson.loads(summary.getvalue())["resources"])
 
 
 _worker_peaks_kb: list[int] = []

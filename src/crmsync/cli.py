@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -180,6 +181,10 @@ def _sync_options(func: F) -> F:
 @click.version_option(package_name="crmsync")
 def main() -> None:
     """Sync a CRM's accounts, contacts, events, products and pipelines into a warehouse."""
+    # The objects the imports made (dlt's are many) live as long as this one command. Frozen,
+    # the collector no longer walks them, in the run's full collections or at the process's
+    # exit: 0.4 s of Python's shutdown after `import dlt`, measured.
+    gc.freeze()
 
 
 @main.command()
