@@ -15,6 +15,7 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 import urllib3
@@ -31,6 +32,8 @@ from crmsync.dlt_internals import (
     SharedThroughConfig,
     active_pipeline,
     missing_settings,
+    place_in_extracted_package,
+    resource_steps,
 )
 
 BASE_URL = "http://crm.test"
@@ -286,3 +289,44 @@ def test_rest_api_parallelized_reads_on_the_main_thread_unless_parallelized_once
 
     on_main = [name == threading.main_thread().name for name in session.threads]
     assert on_main == [not parallelize_after]
+
+
+def test_a_parquet_file_placed_in_an_extracted_package_loads_with_it(tmp_path: Path) -> None:
+    pipeline = dlt.pipeline(
+        "placed",
+        destination=dlt.destinations.duckdb(str(tmp_path / "placed.duckdb")),
+        pipelines_dir=str(tmp_path / "pipelines"),
+    )
+    pipeline.extract([{"id": 1}], table_name="records")
+    (load_id,) = pipeline.list_extracted_load_packages()
+    pipeline.default_schema.update_table(
+        {"name": "notes", "columns": {"note": {"name": "note", "data_type": "text"}}}
+    )
+    path = tmp_path / "notes.parquet"
+    pq.write_table(pa.table({"note": ["placed", "too"]}), path)
+
+    place_in_extracted_package(pipeline, load_id, "notes", str(path))
+    pipeline.normalize()
+    info = pipeline.load()
+
+    with pipeline.sql_client() as client:
+        notes = client.execute_sql("select note from notes order by note")
+        records = client.execute_sql("select id from records")
+    assert notes == [("placed",), ("too",)] and records == [(1,)]
+    assert info.loads_ids == [load_id] and not path.exists()
+
+
+def test_a_step_added_to_a_resource_is_among_its_steps_once_resources_are_selected() -> None:
+    @dlt.source
+    def two() -> Any:
+        return [dlt.resource([1], name="one"), dlt.resource([2], name="other")]
+
+    def step(item: Any) -> Any:
+        return item
+
+    source = two()
+    source.resources["one"].add_map(step)
+
+    selected = source.with_resources("one")
+
+    assert step in [getattr(s, "_f", s) for s in resource_steps(selected.resources["one"])]

@@ -8,6 +8,8 @@ why nothing public does the same; when dlt offers it, the name goes and its call
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Self, cast
@@ -20,7 +22,19 @@ from dlt.common.configuration.exceptions import (
     LookupTraces,
 )
 from dlt.common.configuration.providers import EnvironProvider
+from dlt.common.normalizers.json.helpers import get_nested_row_hash
+
+# dlt's relational normalizer's own rules (its column names, nesting level, root key), which
+# `crmsync.reading.child_tables` follows so that its child tables are the normalizer's; the
+# equality of the two is pinned by `tests/test_arrow_pages.py`
+from dlt.common.normalizers.json.helpers import get_table_nesting_level as get_table_nesting_level
+from dlt.common.normalizers.json.helpers import is_nested_type as is_nested_type
+from dlt.common.normalizers.json.helpers import requires_root_key as requires_root_key
+from dlt.common.normalizers.json.relational import DataItemNormalizer as DataItemNormalizer
 from dlt.common.pipeline import PipelineContext
+from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
+from dlt.common.utils import uniq_id
+from dlt.extract import DltResource
 
 
 class SharedThroughConfig:
@@ -130,3 +144,30 @@ class JsonTextWarnings(logging.Filter):
 
 JSON_TEXT_WARNINGS = JsonTextWarnings()
 logging.getLogger("dlt").addFilter(JSON_TEXT_WARNINGS)  # dlt's logger, by its default name
+
+
+def place_in_extracted_package(pipeline: dlt.Pipeline, load_id: str, table: str, path: str) -> None:
+    """Moves the Parquet file at `path` into the extracted load package `load_id` as a file of
+    `table`, named as extract names its files: dlt's normalize imports it as it imports the
+    Parquet files extract wrote, and the load commits it with them.
+
+    dlt 1.31 has no public way to add rows to a package once extracted. Extracting them would
+    need a resource for their table (extract's metrics name the resource of each table written,
+    and a nested table's schema refuses one), and a second extract is a second package, which
+    the loader commits apart, and which costs a sync a second normalize and load.
+    """
+    package = pipeline.get_load_package_info(load_id).package_path
+    name = ParsedLoadJobFileName(table, uniq_id(), 0, "parquet").file_name()
+    shutil.move(path, os.path.join(package, PackageStorage.NEW_JOBS_FOLDER, name))
+
+
+def resource_steps(resource: DltResource) -> list[Any]:
+    """The steps of `resource`'s pipe (`add_step`), as the resource is extracted; dlt keeps them
+    on its private `_pipe`, and a step added to a resource is copied with it when dlt selects
+    resources."""
+    return list(resource._pipe.steps)
+
+
+nested_row_hash = get_nested_row_hash
+"""dlt's key of a child row (its parent's key, its table and its index in the list, hashed), so
+that a record's child rows built from Arrow keep the keys dlt's normalizer gives them."""

@@ -27,8 +27,6 @@ tables besides `_dlt_root_id`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import tempfile
@@ -41,21 +39,21 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from dlt.common.normalizers.json.helpers import (
-    get_table_nesting_level,
-    is_nested_type,
-    requires_root_key,
-)
-from dlt.common.normalizers.json.relational import DataItemNormalizer
-from dlt.common.normalizers.utils import DLT_ID_LENGTH_BYTES
 from dlt.common.schema import Schema
 from dlt.common.schema.typing import C_DLT_ID, TColumnSchema
 from dlt.common.schema.utils import new_table
-from dlt.common.storages.load_package import PackageStorage, ParsedLoadJobFileName
-from dlt.common.utils import uniq_id
 from dlt.extract import DltResource, DltSource
 from dlt.extract.items_transform import BaseItemTransform, ItemTransform
 
+from crmsync.dlt_internals import (
+    DataItemNormalizer,
+    get_table_nesting_level,
+    is_nested_type,
+    nested_row_hash,
+    place_in_extracted_package,
+    requires_root_key,
+    resource_steps,
+)
 from crmsync.reading.arrow_pages import TypedPages, _records
 from crmsync.reading.dict_pages import SEPARATOR
 
@@ -98,19 +96,6 @@ def child_columns(value_type: str, root_key: bool) -> dict[str, TColumnSchema]:
         "row_key": True,
     }
     return columns
-
-
-def nested_row_keys(parent_keys: list[str], table: str, positions: list[int]) -> list[str]:
-    """dlt's key of each child row (`get_nested_row_hash`): its parent's key, its table and
-    its position in the list, hashed, so that a record's child rows keep their keys."""
-    shake, encode = hashlib.shake_128, base64.b64encode
-    suffix = f"_{table}_"
-    return [
-        encode(shake(f"{key}{suffix}{position}".encode()).digest(DLT_ID_LENGTH_BYTES))
-        .decode("ascii")
-        .rstrip("=")
-        for key, position in zip(parent_keys, positions, strict=True)
-    ]
 
 
 class ChildTables(ItemTransform[Any, dict[str, Any]]):
@@ -208,8 +193,7 @@ class ChildTables(ItemTransform[Any, dict[str, Any]]):
         if self._folder is None:
             self._folder = tempfile.mkdtemp(prefix="crmsync-child-tables-")
             weakref.finalize(self, shutil.rmtree, self._folder, ignore_errors=True)
-        name = ParsedLoadJobFileName(child_name, uniq_id(), 0, "parquet").file_name()
-        path = os.path.join(self._folder, name)
+        path = os.path.join(self._folder, f"{child_name}.{len(self.files)}.parquet")
         pq.write_table(rows, path)
         return _ChildFile(load_id, child_name, root, columns, path, len(rows))
 
@@ -253,7 +237,7 @@ def _steps(source: DltSource) -> list[ChildTables]:
     return [
         step
         for resource in source.resources.values()
-        for step in resource._pipe.steps
+        for step in resource_steps(resource)
         if isinstance(step, ChildTables)
     ]
 
@@ -281,8 +265,7 @@ def place_child_tables(pipeline: dlt.Pipeline, source: DltSource) -> None:
     for file in files:
         declare(schema, file)  # declared during the extract already, but for a failure
         if file.load_id in extracted:
-            package = pipeline.get_load_package_info(file.load_id).package_path
-            shutil.move(file.path, os.path.join(package, PackageStorage.NEW_JOBS_FOLDER))
+            place_in_extracted_package(pipeline, file.load_id, file.table, file.path)
     for step in steps:
         step.files.clear()
 
@@ -296,7 +279,10 @@ def _child_rows(
     starts = pc.subtract(pc.cumulative_sum(lengths), lengths)  # each list's first value's row
     positions = pc.subtract(pa.array(range(len(parents)), pa.int64()), pc.take(starts, parents))
     parent_keys = pc.take(table.column(C_DLT_ID), parents).combine_chunks()
-    keys = nested_row_keys(parent_keys.to_pylist(), child_name, positions.to_pylist())
+    keys = [
+        nested_row_hash(key, child_name, position)
+        for key, position in zip(parent_keys.to_pylist(), positions.to_pylist(), strict=True)
+    ]
     arrays = {
         C_VALUE: pc.list_flatten(lists),
         C_ROOT_ID: parent_keys,
