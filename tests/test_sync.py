@@ -26,7 +26,7 @@ def test_the_run_ledger_is_stored_beside_the_data(
     crm.faults.add(Fault("/contacts", "status", status=429, retry_after="0"))
 
     sync(crm, destination)
-    sync(crm, destination)
+    sync(crm, destination, SyncOptions(full_refresh=True))  # empties the data's tables alone
 
     rows = destination.query(
         "select resource, requests, retries, throttled, pages, rows, refetched, list_moved,"
@@ -37,6 +37,10 @@ def test_the_run_ledger_is_stored_beside_the_data(
     assert first_run["events"] == (1, 0, 0, 1, 90, 0, False, None, None, "ok")
     assert len(rows) == 10
     assert len({row[0] for row in destination.query("select run_id from {_crmsync_runs}")}) == 2
+    # each run's ledger commits in the load of its data: one load a run
+    loads = {row[0] for row in destination.query("select load_id from {_dlt_loads}")}
+    ledger_loads = destination.query("select distinct _dlt_load_id from {_crmsync_runs}")
+    assert len(loads) == 2 and {row[0] for row in ledger_loads} == loads
 
 
 def test_a_failed_run_is_recorded_in_the_ledger_as_failed(
