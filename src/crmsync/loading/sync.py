@@ -192,7 +192,7 @@ def _run(
         ledger.learnt_rate, ledger.paced_seconds = pacer.rate, pacer.waited_seconds
     ledger.finish()
     try:
-        staged_rows = _normalize_with_ledger(pipeline, ledger)
+        staged_rows = _normalize_with_ledger(pipeline, ledger, file_format)
         file_bytes, columns = _load_file_bytes(pipeline), _widest_table(pipeline)
         with defaults(load_defaults(pipeline, staged_rows, file_format, file_bytes, columns)):
             info = pipeline.load()
@@ -251,7 +251,7 @@ def _extract(
     except PipelineStepFailed as error:
         failed = {e.pipe_name for e in causes(error) if isinstance(e, PipeException)}
         ledger.finish(failed or ledger.resources)
-        _store_ledger(pipeline, ledger)
+        _store_ledger(pipeline, ledger, file_format)
         raise SyncFailed(ledger, policy.max_retries + 1) from error
 
 
@@ -277,7 +277,9 @@ def _leave_out(pipeline: dlt.Pipeline, source: DltSource, resources: Sequence[st
                 Path(job.file_path).unlink()
 
 
-def _normalize_with_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> dict[str, int]:
+def _normalize_with_ledger(
+    pipeline: dlt.Pipeline, ledger: RunLedger, file_format: str | None
+) -> dict[str, int]:
     """Normalizes the data with this run's ledger in its package; the rows per table staged.
 
     The ledger is only known once the data is extracted: its rows join the data's package as a
@@ -289,7 +291,7 @@ def _normalize_with_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> dict[st
     """
     extracted = pipeline.list_extracted_load_packages()
     if not extracted:  # nothing extracted at all: the ledger is a package of its own
-        _extract_ledger(pipeline, ledger)
+        _extract_ledger(pipeline, ledger, file_format)
     else:
         with tempfile.TemporaryDirectory(prefix="crmsync-ledger-") as folder:
             path = str(Path(folder) / f"{RUNS_TABLE}.parquet")
@@ -349,21 +351,23 @@ def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
     return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
 
 
-def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
-    """Adds this run's ledger to the run's load: `_crmsync_runs` rows commit with the data."""
+def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger, file_format: str | None) -> None:
+    """The ledger as a load package of its own, in the run's file format (a `_crmsync_runs` of
+    the filesystem destination holds one format, as the placed ledger's rows are Parquet)."""
     pipeline.extract(
-        ledger.rows(),
+        ledger.rows_table(),
         table_name=RUNS_TABLE,
         write_disposition="append",
         columns=RUNS_COLUMNS,
+        loader_file_format=file_format,  # type: ignore[arg-type]
         schema=pipeline.default_schema if pipeline.default_schema_name else None,  # type: ignore[arg-type]
     )
 
 
-def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger) -> None:
+def _store_ledger(pipeline: dlt.Pipeline, ledger: RunLedger, file_format: str | None) -> None:
     """Appends a failed run's ledger to `_crmsync_runs`; a failure here never hides the run's."""
     try:
-        _extract_ledger(pipeline, ledger)
+        _extract_ledger(pipeline, ledger, file_format)
         pipeline.normalize()
         pipeline.load()
     except PipelineStepFailed as error:
