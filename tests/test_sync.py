@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import signal
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from crmsync.loading.sync import SyncFailed
 from crmsync.reading.source import SyncOptions
 from tests.support.cli import crm_env, run_crmsync, start_crmsync
 from tests.support.destinations import DuckDBDestination
+from tests.support.postgres import PostgresServer
 from tests.support.syncs import RESOURCES, sync
 
 SECRET = "Leak-Canary-7f3a9c2e"
@@ -109,6 +111,21 @@ name = "events"
 occurred_at = { data_type = "timestamp", timezone = true, precision = 3 }
 """
 """A hint the Arrow tables do not follow (they hold microseconds): a difference dlt warns of."""
+
+
+def test_a_run_into_postgres_without_its_parquet_driver_prints_no_dlt_warning(
+    crm: DemoServer, workdir: Path, postgres_server: PostgresServer
+) -> None:
+    """dlt takes Parquet for PostgreSQL only with the ADBC driver (not among crmsync's
+    dependencies); asked for it without the driver, it warned of each table on every run."""
+    env = {**crm_env(crm), "DESTINATION__POSTGRES__CREDENTIALS": postgres_server.dsn}
+    dataset = ("--dataset-name", f"crm_{uuid.uuid4().hex[:12]}")
+
+    done = run_crmsync(workdir, "run", "--destination", "postgres", *dataset, env=env)
+
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "WARNING" not in done.stderr, done.stderr
+    assert f"  {'contacts':<28}{len(crm.store.ids('contacts')):>10,}" in done.stdout
 
 
 @pytest.mark.parametrize(

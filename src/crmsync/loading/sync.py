@@ -344,11 +344,22 @@ def _widest_table(pipeline: dlt.Pipeline) -> int:
 
 def _file_format(pipeline: dlt.Pipeline, settings: RunSettings) -> str | None:
     """Parquet where the destination takes it: the fast path's tables pass straight through,
-    and DuckDB's default (SQL inserts) needs gigabytes of memory for a large CRM."""
+    and DuckDB's default (SQL inserts) needs gigabytes of memory for a large CRM.
+
+    A destination may take a format only with an optional driver (PostgreSQL takes Parquet
+    through ADBC): its capabilities' selector says which formats it takes here. Parquet asked
+    of it without the driver, dlt would warn of every table on every run, then fall back."""
     if settings.loader_file_format:
         return settings.loader_file_format
     capabilities = pipeline.destination.capabilities()
-    return "parquet" if "parquet" in capabilities.supported_loader_file_formats else None
+    supported = capabilities.supported_loader_file_formats
+    if capabilities.loader_file_format_selector is not None:
+        _, supported = capabilities.loader_file_format_selector(
+            capabilities.preferred_loader_file_format,
+            supported,
+            table_schema={"name": RUNS_TABLE, "columns": {}},
+        )
+    return "parquet" if "parquet" in supported else None
 
 
 def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger, file_format: str | None) -> None:
