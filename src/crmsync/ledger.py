@@ -8,8 +8,6 @@ in the end-of-run summary and stored as the `_crmsync_runs` table beside the dat
 
 from __future__ import annotations
 
-import base64
-import os
 import threading
 import time
 import uuid
@@ -18,9 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 from dlt.common import logger
-from dlt.common.schema.typing import C_DLT_ID
 
 from crmsync.dlt_internals import SharedThroughConfig
 
@@ -49,13 +45,6 @@ RUNS_COLUMNS: dict[str, dict[str, Any]] = {
     "outcome": {"data_type": "text"},
 }
 """`reported_total` and `complete` stay null for resources without `meta`: typed up front."""
-ARROW_TYPES = {
-    "text": pa.string(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-    "bigint": pa.int64(),
-    "double": pa.float64(),
-    "bool": pa.bool_(),
-}
 
 
 class IncompleteReadError(Exception):
@@ -235,21 +224,6 @@ class RunLedger:
                 }
                 for tally in self.tallies.values()
             ]
-
-    def rows_table(self) -> pa.Table:
-        """`rows` as an Arrow table in `RUNS_COLUMNS`' types, each row with a random row key as
-        dlt's normalizer would give it (`_crmsync_runs` tables it made require one)."""
-        rows = self.rows()
-        fields = [
-            pa.field(name, ARROW_TYPES[column["data_type"]], column.get("nullable", True))
-            for name, column in RUNS_COLUMNS.items()
-        ]
-        arrays = [pa.array([row[f.name] for row in rows], f.type) for f in fields]
-        keys = [base64.b64encode(os.urandom(10)).decode().rstrip("=") for _ in rows]
-        fields.append(pa.field(C_DLT_ID, pa.string(), nullable=False))
-        return pa.Table.from_arrays(
-            [*arrays, pa.array(keys, pa.string())], schema=pa.schema(fields)
-        )
 
     def _tally(self, resource: str | None, path: str) -> ResourceTally:
         """The named resource's tally; for a request no paginator named, the first resource

@@ -31,6 +31,7 @@ from crmsync.loading.destinations import adapt_source, load_defaults
 from crmsync.profiles.config_defaults import defaults
 from crmsync.profiles.connection import CrmConnection
 from crmsync.profiles.profile import Profile, built_in_profile, list_fields
+from crmsync.reading.arrow_pages import arrow_type, row_keys
 from crmsync.reading.child_tables import enable_child_tables, place_child_tables
 from crmsync.reading.page_reader import PageReader
 from crmsync.reading.source import SyncOptions, crm_source
@@ -295,12 +296,28 @@ def _normalize_with_ledger(
     else:
         with tempfile.TemporaryDirectory(prefix="crmsync-ledger-") as folder:
             path = str(Path(folder) / f"{RUNS_TABLE}.parquet")
-            rows = ledger.rows_table()
-            load_ids = pa.array([extracted[-1]] * len(rows), pa.string())
-            pq.write_table(rows.append_column(C_DLT_LOAD_ID, load_ids), path)
+            pq.write_table(_ledger_table(ledger, load_id=extracted[-1]), path)
             place_in_extracted_package(pipeline, extracted[-1], RUNS_TABLE, path)
     pipeline.normalize()
     return _staged_rows(pipeline)
+
+
+def _ledger_table(ledger: RunLedger, load_id: str | None = None) -> pa.Table:
+    """The ledger's rows as an Arrow table in `RUNS_COLUMNS`' types, each with a row key as
+    dlt's normalizer gives one (`_crmsync_runs` tables it made require it), and with
+    `load_id`, the load it joins, where it is placed rather than extracted."""
+    rows = ledger.rows()
+    fields = [
+        pa.field(name, arrow_type(column), column.get("nullable", True))
+        for name, column in RUNS_COLUMNS.items()
+    ]
+    arrays = [pa.array([row[f.name] for row in rows], f.type) for f in fields]
+    fields.append(pa.field(C_DLT_ID, pa.string(), nullable=False))
+    arrays.append(row_keys(len(rows)))
+    if load_id is not None:
+        fields.append(pa.field(C_DLT_LOAD_ID, pa.string(), nullable=False))
+        arrays.append(pa.array([load_id] * len(rows), pa.string()))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _declare_runs_table(schema: Schema) -> None:
@@ -366,7 +383,7 @@ def _extract_ledger(pipeline: dlt.Pipeline, ledger: RunLedger, file_format: str 
     """The ledger as a load package of its own, in the run's file format (a `_crmsync_runs` of
     the filesystem destination holds one format, as the placed ledger's rows are Parquet)."""
     pipeline.extract(
-        ledger.rows_table(),
+        _ledger_table(ledger),
         table_name=RUNS_TABLE,
         write_disposition="append",
         columns=RUNS_COLUMNS,
